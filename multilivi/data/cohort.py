@@ -1,0 +1,393 @@
+"""The data contract every model and metric consumes: cells with counts, donors with genotypes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from multilivi.data.genetics import Genotypes, _few, kinship_from_genotypes
+from multilivi.data.truth import Truth
+
+logger = logging.getLogger(__name__)
+
+RNA, PROT = "rna", "prot"
+MODALITY_ALIASES = {
+    "rna": RNA, "gex": RNA, "gene expression": RNA, "gene_expression": RNA, "expression": RNA,
+    "prot": PROT, "protein": PROT, "proteins": PROT, "adt": PROT, "antibody capture": PROT,
+    "antibody_capture": PROT, "cite": PROT,
+}  # fmt: skip
+LABELS = ("cell_type", "cell_subtype", "batch")
+
+
+@dataclass(frozen=True)
+class ObsKeys:
+    """Names of the obs columns that hold each annotation in the input MuData."""
+
+    donor: str = "donor"
+    cell_type: str | None = "cell_type"
+    cell_subtype: str | None = "cell_subtype"
+    batch: str | None = "batch"
+
+
+class Cohort:
+    """Single-cell counts of a donor cohort, with donor genotypes, kinship and (if simulated) truth.
+
+    Validated once, at construction: every problem raises a ``ValueError`` naming it and its fix.
+    After construction the cells' annotations live in ``obs`` under the canonical names
+    ``donor``, ``cell_type``, ``cell_subtype`` and ``batch`` (whichever are present).
+
+    Parameters
+    ----------
+    mdata
+        MuData with modality ``rna`` (required) and ``prot`` (optional) of raw integer counts over one
+        shared set of cells. Common aliases (``adt``, ``gex``, ``protein``...) are renamed.
+    genotypes
+        Donor genotypes; optional (association tasks are then skipped).
+    kinship
+        Donors x donors DataFrame indexed by donor name; computed from ``genotypes`` when absent.
+    donor_covariates
+        Donors x covariates numeric DataFrame indexed by donor name.
+    truth
+        Simulation ground truth.
+    keys
+        Where to find donor and label columns in ``mdata.obs`` (or the ``rna`` modality's obs).
+    min_cells_per_donor
+        A donor with fewer cells is an error.
+    donors
+        ``"strict"``: cell donors and genotyped donors must be the same set. ``"intersect"``: keep only
+        donors that have both cells and genotypes (dropped donors are logged).
+    name
+        Short name used in reports.
+    """
+
+    def __init__(
+        self,
+        mdata: md.MuData,
+        *,
+        genotypes: Genotypes | None = None,
+        kinship: pd.DataFrame | None = None,
+        donor_covariates: pd.DataFrame | None = None,
+        truth: Truth | None = None,
+        keys: ObsKeys = ObsKeys(),
+        min_cells_per_donor: int = 2,
+        donors: Literal["strict", "intersect"] = "strict",
+        name: str = "cohort",
+    ) -> None:
+        if not isinstance(mdata, md.MuData):
+            raise TypeError(f"mdata must be a mudata.MuData, got {type(mdata).__name__}; wrap AnnData as "
+                            "MuData({'rna': adata_rna, 'prot': adata_prot})")  # fmt: skip
+        if donors not in ("strict", "intersect"):
+            raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
+        modalities = _canonical_modalities(mdata)
+        obs = _canonical_obs(mdata, modalities[RNA], keys)
+        modalities = _aligned_modalities(modalities)
+        if genotypes is not None:
+            keep = _match_donors(obs["donor"], genotypes.donors, donors)
+            if keep is not None:
+                obs = obs.loc[keep]
+                modalities = {m: a[keep].copy() for m, a in modalities.items()}
+        for modality, adata in modalities.items():
+            _check_counts(modality, adata)
+        _check_cells_per_donor(obs["donor"], min_cells_per_donor)
+
+        self.name = name
+        self.mdata = md.MuData(modalities)
+        self.mdata.obs = obs.loc[self.mdata.obs_names]
+        self.donor_names = pd.Index(sorted(obs["donor"].unique()), name="donor")
+        self.genotypes = None if genotypes is None else genotypes.subset_donors(self.donor_names)
+        self._kinship = None if kinship is None else _check_donor_matrix(kinship, self.donor_names)
+        self.kinship_given = kinship is not None
+        self.donor_covariates = (
+            None if donor_covariates is None else _check_covariates(donor_covariates, self.donor_names)
+        )
+        self.truth = truth
+
+    # ----------------------------------------------------------------------------------- cells
+    @property
+    def obs(self) -> pd.DataFrame:
+        """Cell annotations with canonical column names, indexed by cell name."""
+        return self.mdata.obs
+
+    @property
+    def cell_names(self) -> pd.Index:
+        return self.mdata.obs_names
+
+    @property
+    def n_cells(self) -> int:
+        return self.mdata.n_obs
+
+    @property
+    def n_donors(self) -> int:
+        return len(self.donor_names)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in (RNA, PROT) if m in self.mdata.mod)
+
+    @property
+    def has_protein(self) -> bool:
+        return PROT in self.mdata.mod
+
+    @cached_property
+    def donor_index(self) -> np.ndarray:
+        """Array of shape (n_cells,): position of each cell's donor in ``donor_names``."""
+        return self.donor_names.get_indexer(self.obs["donor"]).astype(np.int64)
+
+    def counts(self, modality: str = RNA) -> sp.csr_matrix:
+        """Raw counts of a modality as a float32 CSR matrix of shape (n_cells, n_features)."""
+        if modality not in self.mdata.mod:
+            raise KeyError(f"cohort {self.name!r} has no modality {modality!r}; it has {list(self.modalities)}")
+        return sp.csr_matrix(self.mdata[modality].X, dtype=np.float32)
+
+    def feature_names(self, modality: str = RNA) -> pd.Index:
+        return self.mdata[modality].var_names
+
+    def n_features(self, modality: str = RNA) -> int:
+        return self.mdata[modality].n_vars
+
+    def labels(self, column: str) -> np.ndarray | None:
+        """Cell labels of shape (n_cells,) as strings, or None when the cohort has no such column."""
+        if column not in self.obs.columns:
+            return None
+        return self.obs[column].astype(str).to_numpy()
+
+    # ---------------------------------------------------------------------------------- donors
+    @property
+    def kinship(self) -> pd.DataFrame | None:
+        """Donors x donors kinship in ``donor_names`` order (computed from genotypes when not given)."""
+        if self._kinship is None and self.genotypes is not None:
+            self._kinship = kinship_from_genotypes(self.genotypes)
+        return self._kinship
+
+
+    # ---------------------------------------------------------------------------------- other
+    @cached_property
+    def data_hash(self) -> str:
+        """Short content hash of counts, cell and donor names, features and genotypes (cache key)."""
+        h = hashlib.sha256()
+        for modality in self.modalities:
+            x = self.counts(modality)
+            for part in (x.indptr, x.indices, x.data):
+                h.update(np.ascontiguousarray(part).tobytes())
+            h.update("\n".join(self.feature_names(modality)).encode())
+        h.update("\n".join(self.cell_names).encode())
+        h.update("\n".join(self.obs["donor"].astype(str)).encode())
+        if self.genotypes is not None:
+            h.update(np.ascontiguousarray(self.genotypes.dosage).tobytes())
+            h.update("\n".join(self.genotypes.variant_ids).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        """Human-readable multi-line description."""
+        lines = [f"Cohort {self.name!r}: {self.n_cells:,} cells from {self.n_donors} donors"]
+        for modality in self.modalities:
+            x = self.counts(modality)
+            lines.append(
+                f"  {modality}: {self.n_features(modality):,} features, "
+                f"median {np.median(np.asarray(x.sum(axis=1)).ravel()):,.0f} counts/cell"
+            )
+        for column in LABELS:
+            if column in self.obs.columns:
+                lines.append(f"  {column}: {self.obs[column].nunique()} levels")
+        if self.genotypes is None:
+            lines.append("  genotypes: none (association tasks will be skipped)")
+        else:
+            lines.append(f"  genotypes: {self.genotypes.n_variants:,} variants")
+        if self.donor_covariates is not None:
+            lines.append(f"  donor covariates: {list(self.donor_covariates.columns)}")
+        if self.truth is not None:
+            lines.append(
+                f"  truth: {self.truth.donor_factors.shape[1]} D x C programs, "
+                f"{len(self.truth.causal_variants)} causal / {len(self.truth.null_variants)} null variants"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+# ------------------------------------------------------------------------------------ validation
+def _canonical_modalities(mdata: md.MuData) -> dict[str, ad.AnnData]:
+    modalities: dict[str, ad.AnnData] = {}
+    for key, adata in mdata.mod.items():
+        canonical = MODALITY_ALIASES.get(key.lower())
+        if canonical is None:
+            raise ValueError(
+                f"unknown modality {key!r}; multilivi models 'rna' (gene counts) and 'prot' (surface-protein "
+                f"counts; aliases {sorted(k for k, v in MODALITY_ALIASES.items() if v == PROT)}). "
+                "Drop or rename it"
+            )
+        if canonical in modalities:
+            raise ValueError(f"two modalities map to {canonical!r}: rename or drop one of them")
+        if canonical != key:
+            logger.info("modality %r is read as %r", key, canonical)
+        modalities[canonical] = adata
+    if RNA not in modalities:
+        raise ValueError(f"the cohort needs an 'rna' modality of gene counts; found {list(mdata.mod)}")
+    for modality, adata in modalities.items():
+        for what, names in (("cell", adata.obs_names), ("feature", adata.var_names)):
+            if names.has_duplicates:
+                raise ValueError(
+                    f"duplicated {what} names in modality {modality!r}: {_few(names[names.duplicated()])}; "
+                    f"make them unique (e.g. adata.{'obs' if what == 'cell' else 'var'}_names_make_unique())"
+                )
+    return modalities
+
+
+def _canonical_obs(mdata: md.MuData, rna: ad.AnnData, keys: ObsKeys) -> pd.DataFrame:
+    """Collect donor and label columns under canonical names, indexed by the rna cell names."""
+    sources = [mdata.obs.reindex(rna.obs_names), rna.obs]
+    obs = pd.DataFrame(index=rna.obs_names.copy())
+    wanted = {"donor": keys.donor, **{label: getattr(keys, label) for label in LABELS}}
+    for canonical, key in wanted.items():
+        if key is None:
+            continue
+        for frame in sources:
+            for candidate in (key, f"rna:{key}"):
+                if candidate in frame.columns and canonical not in obs.columns:
+                    obs[canonical] = frame[candidate].to_numpy()
+        if canonical == "donor" and "donor" not in obs.columns:
+            raise ValueError(
+                f"no donor column {key!r} in the cell annotations (obs columns: {list(mdata.obs.columns)}); "
+                "pass keys=ObsKeys(donor='<your column>')"
+            )
+    for column in obs.columns:
+        values = obs[column]
+        if values.isna().any():
+            raise ValueError(
+                f"{values.isna().sum()} cells have no {column!r} ({wanted[column]!r}); "
+                f"fill or drop them, e.g. {'remove those cells' if column == 'donor' else 'label them unknown'}"
+            )
+        obs[column] = pd.Categorical(values.astype(str))
+    return obs
+
+
+def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnData]:
+    rna = modalities[RNA]
+    aligned = {RNA: rna}
+    for modality, adata in modalities.items():
+        if modality == RNA:
+            continue
+        if not adata.obs_names.equals(rna.obs_names):
+            only_rna = rna.obs_names.difference(adata.obs_names)
+            only_other = adata.obs_names.difference(rna.obs_names)
+            if len(only_rna) or len(only_other):
+                raise ValueError(
+                    f"modalities 'rna' and {modality!r} hold different cells: {len(only_rna)} only in rna "
+                    f"({_few(only_rna)}), {len(only_other)} only in {modality} ({_few(only_other)}); "
+                    "subset both to their common cells (mudata.MuData.intersect_obs())"
+                )
+            adata = adata[rna.obs_names]
+        aligned[modality] = adata
+    return aligned
+
+
+def _check_counts(modality: str, adata: ad.AnnData) -> None:
+    x = adata.X
+    if x is None:
+        raise ValueError(f"modality {modality!r} has no count matrix in .X; put the raw counts layer in .X")
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"counts of {modality!r} are not numeric (dtype {values.dtype})")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"counts of {modality!r} contain {int((~np.isfinite(values)).sum())} NaN or infinite values; "
+            "multilivi needs raw integer counts"
+        )
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"counts of {modality!r} contain negative values (min {values.min()}); pass raw counts, "
+            "not scaled or log-normalised data"
+        )
+    if values.size and not np.all(values == np.round(values)):
+        raise ValueError(
+            f"counts of {modality!r} are not integers (e.g. {values[values != np.round(values)][0]}); "
+            "pass raw counts (often adata.layers['counts']), not normalised data"
+        )
+    per_cell = np.asarray(x.sum(axis=1)).ravel()
+    empty = np.flatnonzero(per_cell == 0)
+    if empty.size:
+        raise ValueError(
+            f"{empty.size} cells have zero {modality} counts ({_few(adata.obs_names[empty])}); "
+            "remove empty cells before building the cohort"
+        )
+    per_feature = np.asarray(x.sum(axis=0)).ravel()
+    silent = np.flatnonzero(per_feature == 0)
+    if silent.size:
+        raise ValueError(
+            f"{silent.size} {modality} features have zero counts in every cell "
+            f"({_few(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
+        )
+
+
+def _check_cells_per_donor(donor: pd.Series, min_cells: int) -> None:
+    sizes = donor.value_counts()
+    small = sizes[sizes < min_cells]
+    if len(small):
+        raise ValueError(
+            f"{len(small)} donors have fewer than {min_cells} cells ({_few(small.index)}); "
+            "remove them or lower min_cells_per_donor"
+        )
+
+
+def _match_donors(cell_donors: pd.Series, genotyped: pd.Index, mode: str) -> np.ndarray | None:
+    """Boolean mask of cells to keep, or None when the donor sets agree."""
+    cells = pd.Index(cell_donors.astype(str).unique())
+    genotyped = pd.Index(genotyped.astype(str))
+    ungenotyped = cells.difference(genotyped)
+    cellless = genotyped.difference(cells)
+    if not len(ungenotyped) and not len(cellless):
+        return None
+    message = (
+        f"{len(ungenotyped)} donors have cells but no genotypes ({_few(ungenotyped)}); "
+        f"{len(cellless)} genotyped donors have no cells ({_few(cellless)})"
+    )
+    if mode == "strict":
+        raise ValueError(message + "; pass donors='intersect' (--donors intersect) to keep only donors with both")
+    common = cells.intersection(genotyped)
+    if not len(common):
+        raise ValueError(message + "; no donor has both cells and genotypes: are the donor ids the same kind?")
+    logger.warning("%s; keeping the %d donors with both", message, len(common))
+    return cell_donors.astype(str).isin(common).to_numpy()
+
+
+def _check_donor_matrix(kinship: pd.DataFrame, donors: pd.Index) -> pd.DataFrame:
+    if not isinstance(kinship, pd.DataFrame):
+        raise TypeError("kinship must be a DataFrame indexed and labelled by donor name")
+    kinship = kinship.copy()
+    kinship.index = kinship.index.astype(str)
+    kinship.columns = kinship.columns.astype(str)
+    missing = donors.difference(kinship.index).union(donors.difference(kinship.columns))
+    if len(missing):
+        raise ValueError(f"kinship lacks {len(missing)} cohort donors ({_few(missing)}); give one row and column per donor")
+    kinship = kinship.loc[donors, donors].astype(np.float64)
+    values = kinship.to_numpy()
+    if not np.all(np.isfinite(values)):
+        raise ValueError("kinship contains NaN or infinite values")
+    if not np.allclose(values, values.T, atol=1e-8):
+        raise ValueError("kinship is not symmetric; pass (K + K.T) / 2 if it is a rounding artefact")
+    return kinship
+
+
+def _check_covariates(covariates: pd.DataFrame, donors: pd.Index) -> pd.DataFrame:
+    covariates = covariates.copy()
+    covariates.index = covariates.index.astype(str)
+    missing = donors.difference(covariates.index)
+    if len(missing):
+        raise ValueError(f"donor_covariates lack {len(missing)} donors ({_few(missing)}); give a row per donor")
+    covariates = covariates.loc[donors]
+    non_numeric = [c for c in covariates.columns if not pd.api.types.is_numeric_dtype(covariates[c])]
+    if non_numeric:
+        raise ValueError(f"donor covariates {non_numeric} are not numeric; one-hot encode them (pd.get_dummies)")
+    if not np.all(np.isfinite(covariates.to_numpy(np.float64))):
+        raise ValueError("donor covariates contain NaN or infinite values; impute or drop them")
+    return covariates.astype(np.float64)

@@ -1,0 +1,153 @@
+"""Donor genotypes and the kinship matrix computed from them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+VARIANT_COLUMNS = ("id", "chrom", "pos", "a1", "a2")
+
+
+@dataclass(eq=False)
+class Genotypes:
+    """Allele dosages of donors at variants.
+
+    Attributes
+    ----------
+    dosage
+        Array of shape (n_donors, n_variants): counts of allele ``a1`` in {0, 1, 2}, NaN = missing call.
+    donors
+        Donor names, length n_donors (strings).
+    variants
+        Table of n_variants rows with columns ``id, chrom, pos, a1, a2``.
+    """
+
+    dosage: np.ndarray
+    donors: pd.Index
+    variants: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        self.dosage = np.asarray(self.dosage, dtype=np.float64)
+        self.donors = pd.Index(np.asarray(self.donors).astype(str), name="donor")
+        missing = [c for c in VARIANT_COLUMNS if c not in self.variants.columns]
+        if missing:
+            raise ValueError(
+                f"variant table lacks columns {missing}; it needs {list(VARIANT_COLUMNS)} "
+                "(as in a PLINK .bim file)"
+            )
+        self.variants = self.variants.loc[:, list(VARIANT_COLUMNS)].reset_index(drop=True)
+        self.variants["id"] = self.variants["id"].astype(str)
+        self.variants["chrom"] = self.variants["chrom"].astype(str)
+        self.variants["pos"] = self.variants["pos"].astype(np.int64)
+        self.variants["a1"] = self.variants["a1"].astype(str)
+        self.variants["a2"] = self.variants["a2"].astype(str)
+        if self.dosage.ndim != 2:
+            raise ValueError(f"dosage must be 2-d (donors x variants), got shape {self.dosage.shape}")
+        n_donors, n_variants = self.dosage.shape
+        if n_donors != len(self.donors):
+            raise ValueError(
+                f"dosage has {n_donors} rows but {len(self.donors)} donor names were given; "
+                "pass one name per genotype row (the .fam file)"
+            )
+        if n_variants != len(self.variants):
+            raise ValueError(
+                f"dosage has {n_variants} columns but the variant table has {len(self.variants)} rows; "
+                "pass one row per genotype column (the .bim file)"
+            )
+        if self.donors.has_duplicates:
+            raise ValueError(f"duplicated donor names in genotypes: {_few(self.donors[self.donors.duplicated()])}")
+        if self.variants["id"].duplicated().any():
+            dup = self.variants["id"][self.variants["id"].duplicated()]
+            raise ValueError(f"duplicated variant ids: {_few(dup)}; make variant ids unique")
+        observed = self.dosage[~np.isnan(self.dosage)]
+        if observed.size and (observed.min() < 0 or observed.max() > 2):
+            raise ValueError(
+                f"dosages must lie in [0, 2] (NaN for a missing call); found values in "
+                f"[{observed.min()}, {observed.max()}]"
+            )
+
+    @property
+    def n_donors(self) -> int:
+        return self.dosage.shape[0]
+
+    @property
+    def n_variants(self) -> int:
+        return self.dosage.shape[1]
+
+    @property
+    def variant_ids(self) -> pd.Index:
+        return pd.Index(self.variants["id"], name="variant")
+
+    def subset_donors(self, donors: pd.Index | list[str]) -> Genotypes:
+        """Genotypes of ``donors`` (by name), in that order."""
+        rows = self.donors.get_indexer(pd.Index(donors).astype(str))
+        if (rows < 0).any():
+            raise KeyError(f"donors not genotyped: {_few(pd.Index(donors)[rows < 0])}")
+        return Genotypes(self.dosage[rows], self.donors[rows], self.variants)
+
+    def allele_frequencies(self) -> np.ndarray:
+        """Frequency of allele ``a1`` per variant, shape (n_variants,), ignoring missing calls."""
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(self.dosage, axis=0) / 2.0
+
+
+def standardised_genotypes(dosage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-impute missing calls and scale each variant to mean 0, variance 1.
+
+    Parameters
+    ----------
+    dosage
+        Array of shape (n_donors, n_variants), NaN = missing.
+
+    Returns
+    -------
+    standardised
+        Array of shape (n_donors, n_kept) of the polymorphic variants.
+    kept
+        Boolean mask of shape (n_variants,): variants that are not monomorphic.
+    """
+    dosage = np.asarray(dosage, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(dosage, axis=0)
+    imputed = np.where(np.isnan(dosage), mean, dosage)
+    std = imputed.std(axis=0)
+    kept = np.isfinite(std) & (std > 1e-12)
+    return (imputed[:, kept] - mean[kept]) / std[kept], kept
+
+
+def gower_normalise(kinship: np.ndarray) -> np.ndarray:
+    """Scale a covariance so that its Gower variance, trace(P K P) / (n - 1), is 1 (as limix does)."""
+    kinship = np.asarray(kinship, dtype=np.float64)
+    n = kinship.shape[0]
+    gower_trace = np.trace(kinship) - kinship.mean(axis=0).sum()
+    return kinship * (n - 1) / gower_trace
+
+
+def kinship_from_genotypes(genotypes: Genotypes) -> pd.DataFrame:
+    """Standardised genetic relationship matrix, Gower-normalised.
+
+    Missing calls are mean-imputed per variant; monomorphic variants are dropped (logged).
+
+    Returns
+    -------
+    DataFrame of shape (n_donors, n_donors), indexed and labelled by donor name.
+    """
+    standardised, kept = standardised_genotypes(genotypes.dosage)
+    n_dropped = int((~kept).sum())
+    if n_dropped:
+        logger.info("kinship: dropped %d monomorphic variants of %d", n_dropped, kept.size)
+    if standardised.shape[1] == 0:
+        raise ValueError("cannot compute kinship: every variant is monomorphic; pass a kinship matrix instead")
+    grm = standardised @ standardised.T / standardised.shape[1]
+    return pd.DataFrame(gower_normalise(grm), index=genotypes.donors, columns=genotypes.donors)
+
+
+def _few(names, k: int = 5) -> str:
+    names = list(map(str, names))
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(repr(n) for n in names[:k]) + more
