@@ -6,6 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 import anndata as ad
@@ -88,12 +89,12 @@ class Cohort:
         if donors not in ("strict", "intersect"):
             raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
         modalities = _canonical_modalities(mdata)
-        obs = _canonical_obs(mdata, modalities[RNA], keys)
         modalities = _aligned_modalities(modalities)
+        obs = _canonical_obs(mdata, modalities[RNA], keys)
         if genotypes is not None:
             keep = _match_donors(obs["donor"], genotypes.donors, donors)
             if keep is not None:
-                obs = obs.loc[keep]
+                obs = obs.loc[keep].apply(lambda column: column.cat.remove_unused_categories())
                 modalities = {m: a[keep].copy() for m, a in modalities.items()}
         for modality, adata in modalities.items():
             _check_counts(modality, adata)
@@ -185,6 +186,19 @@ class Cohort:
             h.update(np.ascontiguousarray(self.genotypes.dosage).tobytes())
             h.update("\n".join(self.genotypes.variant_ids).encode())
         return h.hexdigest()[:16]
+
+    def write(self, directory: str | Path) -> Path:
+        """Write to ``directory``: cohort.h5mu, genotypes.{bed,bim,fam}, kinship/covariates tables, truth.npz."""
+        from multilivi.data.io import write_cohort
+
+        return write_cohort(self, directory)
+
+    @classmethod
+    def read(cls, directory: str | Path, **kwargs) -> Cohort:
+        """Read a folder written by :meth:`write`; ``kwargs`` go to the constructor."""
+        from multilivi.data.io import read_cohort
+
+        return read_cohort(directory, **kwargs)
 
     def summary(self) -> str:
         """Human-readable multi-line description."""

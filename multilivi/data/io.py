@@ -1,0 +1,168 @@
+"""Cohorts on disk: ``cohort.h5mu`` (mudata) + PLINK ``genotypes.{bed,bim,fam}`` + ``truth.npz``.
+
+Every file is written atomically: to a temporary name in the same folder, then renamed over the
+target, so an interrupted write never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import pandas as pd
+from bed_reader import open_bed, to_bed
+
+from multilivi.data.cohort import Cohort
+from multilivi.data.genetics import Genotypes
+from multilivi.data.truth import Truth
+
+logger = logging.getLogger(__name__)
+
+COHORT_FILE = "cohort.h5mu"
+GENOTYPES_PREFIX = "genotypes"
+TRUTH_FILE = "truth.npz"
+KINSHIP_FILE = "kinship.tsv"
+COVARIATES_FILE = "donor_covariates.tsv"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(target: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and atomically move the result to ``target``."""
+    with atomic_path(target) as tmp:
+        write(tmp)
+
+
+def write_plink(genotypes: Genotypes, prefix: str | Path) -> None:
+    """Write genotypes as a PLINK 1 trio ``prefix.{bed,bim,fam}`` (dosage counts allele ``a1``)."""
+    prefix = Path(prefix)
+    v = genotypes.variants
+    properties = {
+        "fid": genotypes.donors.to_numpy(str),
+        "iid": genotypes.donors.to_numpy(str),
+        "sid": v["id"].to_numpy(str),
+        "chromosome": v["chrom"].to_numpy(str),
+        "bp_position": v["pos"].to_numpy(np.int64),
+        "allele_1": v["a1"].to_numpy(str),
+        "allele_2": v["a2"].to_numpy(str),
+    }
+    paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
+    with atomic_path(paths["bed"]) as bed, atomic_path(paths["bim"]) as bim, atomic_path(paths["fam"]) as fam:
+        to_bed(bed, genotypes.dosage, properties, fam_filepath=fam, bim_filepath=bim, num_threads=1)
+
+
+def read_plink(prefix: str | Path) -> Genotypes:
+    """Read a PLINK 1 trio ``prefix.{bed,bim,fam}``; missing calls become NaN.
+
+    Raises a ``ValueError`` naming the problem when a file is missing, when the .bim and .fam
+    lengths do not match the .bed file's size, or when the .bed file is not a SNP-major PLINK file.
+    """
+    prefix = Path(prefix)
+    paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"PLINK files missing: {missing}; genotypes need the .bed, .bim and .fam trio")
+    n_donors = _count_lines(paths["fam"])
+    n_variants = _count_lines(paths["bim"])
+    with open(paths["bed"], "rb") as f:
+        magic = f.read(3)
+    if magic != b"\x6c\x1b\x01":
+        raise ValueError(f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink --make-bed")
+    expected = 3 + n_variants * ((n_donors + 3) // 4)
+    actual = paths["bed"].stat().st_size
+    if actual != expected:
+        raise ValueError(
+            f"{paths['bed']} has {actual} bytes but {n_variants} variants (.bim) x {n_donors} donors (.fam) "
+            f"need {expected}: the trio is mismatched or the .bed is truncated; re-export all three together"
+        )
+    with open_bed(paths["bed"], num_threads=1) as bed:
+        dosage = bed.read(dtype="float64", num_threads=1)
+        variants = pd.DataFrame(
+            {
+                "id": bed.sid,
+                "chrom": bed.chromosome,
+                "pos": bed.bp_position,
+                "a1": bed.allele_1,
+                "a2": bed.allele_2,
+            }
+        )
+        donors = bed.iid
+    return Genotypes(dosage, donors, variants)
+
+
+def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
+    """Write ``cohort`` to ``directory`` (created if needed); returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    mdata = cohort.mdata.copy()
+    mdata.uns["multilivi"] = {"name": cohort.name}
+    atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
+    if cohort.genotypes is not None:
+        write_plink(cohort.genotypes, directory / GENOTYPES_PREFIX)
+    if cohort.kinship_given:
+        atomic_write(directory / KINSHIP_FILE, lambda tmp: _write_table(cohort.kinship, tmp))
+    if cohort.donor_covariates is not None:
+        atomic_write(directory / COVARIATES_FILE, lambda tmp: _write_table(cohort.donor_covariates, tmp))
+    if cohort.truth is not None:
+        atomic_write(directory / TRUTH_FILE, lambda tmp: cohort.truth.write(tmp))
+    return directory
+
+
+def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
+    """Read a cohort written by :func:`write_cohort` (or assembled by hand in the same layout).
+
+    ``cohort_kwargs`` go to :class:`Cohort` (e.g. ``keys=ObsKeys(donor="individual")`` for a
+    hand-made ``cohort.h5mu``, ``donors="intersect"``).
+    """
+    directory = Path(directory)
+    path = directory / COHORT_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no {COHORT_FILE} in {directory}; a cohort folder holds cohort.h5mu (+ genotypes.bed/.bim/.fam, "
+            "kinship.tsv, donor_covariates.tsv, truth.npz)"
+        )
+    mdata = md.read_h5mu(path)
+    meta = mdata.uns.pop("multilivi", {})
+    genotypes = None
+    if (directory / f"{GENOTYPES_PREFIX}.bed").exists():
+        genotypes = read_plink(directory / GENOTYPES_PREFIX)
+    optional = {
+        "kinship": directory / KINSHIP_FILE,
+        "donor_covariates": directory / COVARIATES_FILE,
+    }
+    tables = {key: _read_table(p) for key, p in optional.items() if p.exists()}
+    truth = Truth.read(directory / TRUTH_FILE) if (directory / TRUTH_FILE).exists() else None
+    cohort_kwargs.setdefault("name", str(meta.get("name", directory.name)))
+    return Cohort(mdata, genotypes=genotypes, truth=truth, **tables, **cohort_kwargs)
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, sep="\t", float_format="%.17g")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
