@@ -1,0 +1,136 @@
+"""Multiple testing over all factor x variant tests: BH, Storey q-values, genomic control, QQ plots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+CHI2_MEDIAN = float(stats.chi2.ppf(0.5, 1))  # 0.454936...
+
+
+def benjamini_hochberg(pvalues: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Benjamini-Hochberg adjusted p-values (q-values) over all entries of ``pvalues``.
+
+    Parameters
+    ----------
+    pvalues
+        Array of any shape; NaN entries (untested pairs) are ignored and stay NaN.
+
+    Returns
+    -------
+    Array of the same shape; equals ``scipy.stats.false_discovery_control(p, axis=None)`` on the
+    finite entries.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    q[finite] = _bh(p[finite], p[finite].size)
+    return q
+
+
+def _bh(p: NDArray, n_tests: int) -> NDArray:
+    """BH q-values of ``p`` when ``p`` holds the smallest of ``n_tests`` p-values."""
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * n_tests / np.arange(1, p.size + 1)
+    q = np.empty_like(ranked)
+    q[order] = np.minimum.accumulate(ranked[::-1])[::-1]
+    return np.minimum(q, 1.0)
+
+
+def bh_hits(
+    pvalues: NDArray[np.floating], fdr: float
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Significant entries of a (factors, variants) p-value matrix under BH at level ``fdr``.
+
+    Streams row by row, so a memory-mapped matrix is never loaded whole: only p-values
+    ``<= fdr`` can be significant, and their q-values are exact among themselves because every
+    larger p-value has a q-value above ``fdr``.
+
+    Returns
+    -------
+    rows, cols
+        Indices of the significant entries (q <= fdr).
+    qvalues
+        Their BH q-values.
+    """
+    if not 0 < fdr < 1:
+        raise ValueError(f"fdr must lie in (0, 1), got {fdr}")
+    rows, cols, values, n_tests = [], [], [], 0
+    for i, row in enumerate(pvalues):
+        row = np.asarray(row, dtype=np.float64)
+        n_tests += int(np.isfinite(row).sum())
+        small = np.nonzero(row <= fdr)[0]
+        rows.append(np.full(small.size, i, dtype=np.intp))
+        cols.append(small)
+        values.append(row[small])
+    rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
+    q = _bh(values, n_tests) if values.size else values
+    significant = q <= fdr
+    return rows[significant], cols[significant], q[significant]
+
+
+def storey_qvalues(pvalues: NDArray[np.floating], *, lambda_: float = 0.5) -> NDArray[np.float64]:
+    """Storey q-values: BH scaled by the estimated null proportion ``pi0 = #{p > lambda} / ((1 - lambda) n)``.
+
+    NaN entries are ignored; ``pi0`` is capped at 1.
+    """
+    if not 0 < lambda_ < 1:
+        raise ValueError(f"lambda_ must lie in (0, 1), got {lambda_}")
+    p = np.asarray(pvalues, dtype=np.float64)
+    finite = p[np.isfinite(p)]
+    pi0 = min(1.0, float((finite > lambda_).sum()) / ((1.0 - lambda_) * max(finite.size, 1)))
+    return np.minimum(benjamini_hochberg(p) * pi0, 1.0)
+
+
+def genomic_control_lambda(pvalues: NDArray[np.floating]) -> float:
+    """Genomic-control inflation ``median(chi2_1 quantile of 1 - p) / 0.4549``; NaN entries ignored."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        return float("nan")
+    return float(stats.chi2.isf(np.median(p), 1) / CHI2_MEDIAN)
+
+
+def qq_plot(pvalues: Mapping[str, NDArray[np.floating]], *, max_points: int = 20_000, ax=None):
+    """QQ plot of -log10 p against uniform expectation, one series per model, with lambda in the legend.
+
+    Parameters
+    ----------
+    pvalues
+        Model name -> p-values of any shape (NaN ignored).
+    max_points
+        Above this, only the smallest ``max_points`` p-values are drawn exactly and the rest are
+        thinned on an even grid of ranks (the plot looks the same, the file stays small).
+    ax
+        Matplotlib axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    else:
+        fig = ax.figure
+    top = 0.0
+    for name, values in pvalues.items():
+        p = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+        if p.size == 0:
+            continue
+        expected = (np.arange(1, p.size + 1) - 0.5) / p.size
+        keep = np.unique(np.concatenate([np.arange(min(p.size, max_points)),
+                                         np.linspace(0, p.size - 1, max_points).astype(int)]))
+        x, y = -np.log10(expected[keep]), -np.log10(np.maximum(p[keep], np.finfo(float).tiny))
+        ax.scatter(x, y, s=4, label=f"{name} (λ={genomic_control_lambda(p):.3f})")
+        top = max(top, x.max())
+    ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
+    ax.set_xlabel("expected −log10 p")
+    ax.set_ylabel("observed −log10 p")
+    if pvalues:
+        ax.legend(fontsize="small", frameon=False)
+    return fig
