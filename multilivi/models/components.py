@@ -1,0 +1,265 @@
+"""Building blocks shared by LIVI, MultiSLIVI and DMLIVI.
+
+Pure likelihood and posterior functions first (each tested against an independent reference),
+then the two ``nn.Module`` pieces: the encoder MLP and the per-modality linear decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SIGMA_FLOOR = 1e-4  # added to exp(.) of the encoder's scale head, as the LIVI reference does
+
+
+# ---------------------------------------------------------------------------------- likelihoods
+def log_nb(x: Tensor, mu: Tensor, theta: Tensor, eps: float = 1e-8) -> Tensor:
+    """Negative-binomial log-probability in the (mean, inverse-dispersion) parameterisation.
+
+    ``p(x) = Γ(x+θ) / (Γ(θ) x!) · (θ/(θ+μ))^θ · (μ/(θ+μ))^x``, i.e. torch's
+    ``NegativeBinomial(total_count=θ, probs=μ/(μ+θ))``, with mean μ and variance μ + μ²/θ.
+
+    Parameters
+    ----------
+    x
+        Counts, any shape (..., n_features).
+    mu
+        Means (> 0), broadcastable to ``x``.
+    theta
+        Inverse dispersions (> 0), broadcastable to ``x``.
+    eps
+        Guards the logarithms at μ = 0.
+
+    Returns
+    -------
+    Tensor
+        Element-wise log-probabilities, the broadcast shape of the inputs.
+    """
+    log_theta_mu = torch.log(theta + mu + eps)
+    return (
+        theta * (torch.log(theta + eps) - log_theta_mu)
+        + x * (torch.log(mu + eps) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+
+
+def log_nb_mixture(x: Tensor, mu_bg: Tensor, mu_fg: Tensor, theta: Tensor, logit_bg: Tensor) -> Tensor:
+    """Log-probability of a background/foreground two-component NB mixture (totalVI's protein model).
+
+    ``p(x) = π NB(x; μ_bg, θ) + (1 − π) NB(x; μ_fg, θ)`` with ``π = sigmoid(logit_bg)``, computed with
+    ``logsumexp`` so it stays finite for zero counts and saturated weights. At ``logit_bg → −∞`` it
+    is ``log_nb(x, mu_fg, theta)``, at ``+∞`` it is ``log_nb(x, mu_bg, theta)``.
+
+    Parameters
+    ----------
+    x
+        Counts (..., n_features).
+    mu_bg, mu_fg
+        Background and foreground means, broadcastable to ``x``.
+    theta
+        Inverse dispersion shared by both components, broadcastable to ``x``.
+    logit_bg
+        Logit of the background weight π, broadcastable to ``x``.
+
+    Returns
+    -------
+    Tensor
+        Element-wise log-probabilities.
+    """
+    log_bg = log_nb(x, mu_bg, theta) - F.softplus(-logit_bg)  # log π + log NB_bg
+    log_fg = log_nb(x, mu_fg, theta) - F.softplus(logit_bg)  # log(1 − π) + log NB_fg
+    return torch.logaddexp(log_bg, log_fg)
+
+
+def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(μ, diag e^logvar) ‖ N(0, I)) summed over the last axis: shape (...,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def product_of_experts(mus: list[Tensor], logvars: list[Tensor], prior: bool = True) -> tuple[Tensor, Tensor]:
+    """Product of diagonal Gaussian experts (thesis A.2, eq. 20–21), optionally with the N(0, I) prior.
+
+    Precision-weighted: ``V = (Σ_m V_m⁻¹)⁻¹``, ``μ = V Σ_m V_m⁻¹ μ_m``; the prior adds precision 1 at
+    mean 0, so a cell whose experts are all uninformative falls back to the prior.
+
+    Parameters
+    ----------
+    mus, logvars
+        One (n_cells, n_latent) tensor per expert.
+    prior
+        Include N(0, I) as an expert (DMLIVI's eq. 12 divides one prior out of the product of the
+        two unimodal posteriors, each of which carries one).
+
+    Returns
+    -------
+    mu, logvar
+        The product's mean and log-variance, (n_cells, n_latent).
+    """
+    if len(mus) != len(logvars) or not mus:
+        raise ValueError(f"need matching non-empty lists of means and log-variances, got {len(mus)} and {len(logvars)}")
+    precisions = [torch.exp(-lv) for lv in logvars]
+    precision = torch.stack(precisions).sum(0)
+    weighted = torch.stack([m * p for m, p in zip(mus, precisions)]).sum(0)
+    if prior:
+        precision = precision + 1.0
+    return weighted / precision, -torch.log(precision)
+
+
+def interaction(c_soft: Tensor, assign_logits: Tensor, d: Tensor) -> Tensor:
+    """The donor × cell-state interaction ``u = (softmax(z) σ(A)) ⊙ D[donor]`` (LIVI eq. 2).
+
+    Parameters
+    ----------
+    c_soft
+        Cell state on the simplex, (n_cells, n_latent).
+    assign_logits
+        Raw assignment matrix A, (n_latent, n_dxc); entered through a sigmoid.
+    d
+        Each cell's donor row of D, (n_cells, n_dxc).
+
+    Returns
+    -------
+    Tensor
+        (n_cells, n_dxc).
+    """
+    return (c_soft @ torch.sigmoid(assign_logits)) * d
+
+
+def assignment_penalty(assign_logits: Tensor) -> Tensor:
+    """``Σ (σ(A)(1 − σ(A)))²``: pushes the soft assignment towards 0 or 1 (max 1/16 per entry)."""
+    a = torch.sigmoid(assign_logits)
+    return (a * (1.0 - a)).pow(2).sum()
+
+
+# ---------------------------------------------------------------------------------------- layers
+class Encoder(nn.Module):
+    """MLP to a diagonal Gaussian q(z|x), as the LIVI reference builds it.
+
+    ``x → [Linear → ReLU → LayerNorm](hidden[:-1]) → Linear(hidden[-1])`` (a linear bottleneck), then a
+    mean head ``μ = Linear(h)`` and a scale head ``σ = exp(Linear(h)) + 1e-4``.
+
+    Parameters
+    ----------
+    n_input
+        Input width.
+    hidden
+        Widths; the last one is the linear bottleneck (at least one width).
+    n_latent
+        Latent dimension.
+    """
+
+    def __init__(self, n_input: int, hidden: tuple[int, ...], n_latent: int) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("the encoder needs at least one hidden width (the last is the linear bottleneck)")
+        layers: list[nn.Module] = []
+        width = n_input
+        for h in hidden[:-1]:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.LayerNorm(h)]
+            width = h
+        layers.append(nn.Linear(width, hidden[-1], bias=len(hidden) > 1))  # the reference's bias rule
+        self.body = nn.Sequential(*layers)
+        self.mean = nn.Linear(hidden[-1], n_latent)
+        self.scale = nn.Linear(hidden[-1], n_latent)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Map (n_cells, n_input) to the posterior mean and log-variance, each (n_cells, n_latent)."""
+        h = self.body(x)
+        sigma = torch.exp(self.scale(h)) + SIGMA_FLOOR
+        return self.mean(h), 2.0 * torch.log(sigma)
+
+
+class ModalityDecoder(nn.Module):
+    """Bias-free linear decoders of one modality and its count likelihood.
+
+    Logits ``h = W_C c + W_DxC u + W_V v`` (the donor terms only once the donor stage is on), an
+    optional per-feature BatchNorm, NB mean ``μ = library · softmax_features(h)`` and a per-feature
+    inverse dispersion ``θ = exp(ℓ)`` (ℓ initialised to 1). With ``likelihood="nbmix"`` the counts
+    follow a background/foreground NB mixture: foreground mean as above, background mean
+    ``library · softmax(b)`` with a learned per-feature background profile ``b``, and a background
+    weight ``σ(W_π c + b_π)`` linear in the cell state (all cell-state parameters).
+
+    Parameters
+    ----------
+    n_features
+        Number of features of the modality.
+    n_state
+        Width of the cell-state input c.
+    n_dxc, n_v
+        Number of D×C and persistent factors.
+    batch_norm
+        Per-feature BatchNorm1d of the logits (its affine is trained in both stages).
+    likelihood
+        ``"nb"`` or ``"nbmix"``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_state: int,
+        n_dxc: int,
+        n_v: int,
+        *,
+        batch_norm: bool,
+        likelihood: Literal["nb", "nbmix"] = "nb",
+    ) -> None:
+        super().__init__()
+        self.w_c = nn.Linear(n_state, n_features, bias=False)
+        self.w_dxc = nn.Linear(n_dxc, n_features, bias=False)
+        nn.init.kaiming_uniform_(self.w_dxc.weight, nonlinearity="relu")  # He-uniform, as the reference
+        self.w_v = nn.Linear(n_v, n_features, bias=False) if n_v else None
+        self.log_theta = nn.Parameter(torch.ones(n_features))
+        self.norm = nn.BatchNorm1d(n_features) if batch_norm else None
+        self.likelihood = likelihood
+        if likelihood == "nbmix":
+            self.bg_logits = nn.Parameter(torch.zeros(n_features))
+            self.w_pi = nn.Linear(n_state, n_features)
+        elif likelihood != "nb":
+            raise ValueError(f"likelihood must be 'nb' or 'nbmix', got {likelihood!r}")
+
+    def cell_state_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained in stage 1 and frozen in stage 2."""
+        params = [self.w_c.weight, self.log_theta]
+        if self.likelihood == "nbmix":
+            params += [self.bg_logits, *self.w_pi.parameters()]
+        return params
+
+    def donor_parameters(self) -> list[nn.Parameter]:
+        """Parameters frozen in stage 1 and trained in stage 2."""
+        return [self.w_dxc.weight] + ([] if self.w_v is None else [self.w_v.weight])
+
+    def logits(self, c_soft: Tensor, u: Tensor | None, v: Tensor | None) -> Tensor:
+        """Summed logits (n_cells, n_features); ``u``/``v`` are None while the donor stage is off."""
+        h = self.w_c(c_soft)
+        if u is not None:
+            h = h + self.w_dxc(u)
+        if v is not None and self.w_v is not None:
+            h = h + self.w_v(v)
+        return h if self.norm is None else self.norm(h)
+
+    def log_prob(self, x: Tensor, library: Tensor, c_soft: Tensor, h: Tensor) -> Tensor:
+        """Per-cell log-likelihood summed over features, (n_cells,).
+
+        ``x`` (n_cells, n_features) counts, ``library`` (n_cells, 1) total counts, ``h`` the logits.
+        """
+        theta = self.log_theta.exp()
+        mu = library * torch.softmax(h, dim=-1)
+        if self.likelihood == "nb":
+            return log_nb(x, mu, theta).sum(-1)
+        mu_bg = library * torch.softmax(self.bg_logits, dim=-1)
+        return log_nb_mixture(x, mu_bg, mu, theta, self.w_pi(c_soft)).sum(-1)
+
+    def loadings(self) -> dict[str, Tensor]:
+        """Features × factors weights of each linear decoder, BatchNorm scale folded in (eval statistics)."""
+        scale = torch.ones(self.w_c.weight.shape[0], 1, device=self.w_c.weight.device)
+        if self.norm is not None:
+            scale = (self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)).unsqueeze(1)
+        out = {"C": self.w_c.weight * scale, "DxC": self.w_dxc.weight * scale}
+        if self.w_v is not None:
+            out["V"] = self.w_v.weight * scale
+        return out

@@ -1,0 +1,156 @@
+"""Each component against an independent reference (torch.distributions, closed forms, numpy loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.distributions import NegativeBinomial, Normal, kl_divergence
+
+from multilivi.models.components import (
+    SIGMA_FLOOR,
+    Encoder,
+    ModalityDecoder,
+    assignment_penalty,
+    interaction,
+    kl_standard_normal,
+    log_nb,
+    log_nb_mixture,
+    product_of_experts,
+)
+from multilivi.models.dmlivi import correlation_penalty
+
+
+def _nb_case(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.poisson(torch.rand(50, 20, generator=g, dtype=torch.float64) * 30)
+    x[:5] = 0.0  # all-zero rows
+    mu = torch.rand(50, 20, generator=g, dtype=torch.float64) * 40 + 0.01
+    theta = torch.rand(20, generator=g, dtype=torch.float64) * 10 + 0.05
+    return x, mu, theta
+
+
+def _torch_nb(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    return NegativeBinomial(total_count=theta.expand_as(mu), probs=mu / (mu + theta)).log_prob(x)
+
+
+def test_log_nb_matches_torch_negative_binomial() -> None:
+    x, mu, theta = _nb_case()
+    np.testing.assert_allclose(log_nb(x, mu, theta, eps=0.0), _torch_nb(x, mu, theta), rtol=1e-6, atol=1e-6)
+
+
+def test_log_nb_float32_with_default_eps_close_to_reference() -> None:
+    x, mu, theta = _nb_case(1)
+    got = log_nb(x.float(), mu.float(), theta.float())
+    np.testing.assert_allclose(got.double(), _torch_nb(x, mu, theta), rtol=1e-4, atol=1e-3)
+
+
+def test_nb_mixture_is_the_weighted_sum_of_two_nbs() -> None:
+    x, mu_bg, theta = _nb_case(2)
+    mu_fg = mu_bg * 5.0
+    logit = torch.linspace(-3, 3, 20, dtype=torch.float64)
+    pi = torch.sigmoid(logit)
+    expected = torch.log(pi * _torch_nb(x, mu_bg, theta).exp() + (1 - pi) * _torch_nb(x, mu_fg, theta).exp())
+    np.testing.assert_allclose(log_nb_mixture(x, mu_bg, mu_fg, theta, logit), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_nb_mixture_reduces_to_nb_at_the_boundary_and_is_finite_at_zero() -> None:
+    x, mu_bg, theta = _nb_case(3)
+    mu_fg = mu_bg + 10.0
+    big = torch.tensor(500.0, dtype=torch.float64)
+    np.testing.assert_allclose(log_nb_mixture(x, mu_bg, mu_fg, theta, -big), log_nb(x, mu_fg, theta), atol=1e-9)
+    np.testing.assert_allclose(log_nb_mixture(x, mu_bg, mu_fg, theta, big), log_nb(x, mu_bg, theta), atol=1e-9)
+    zeros = torch.zeros(4, 3)
+    for logit in (-1e4, 0.0, 1e4):
+        out = log_nb_mixture(zeros, torch.full((4, 3), 1e-3), torch.full((4, 3), 1e3), torch.ones(3), torch.tensor(logit))
+        assert torch.isfinite(out).all()
+
+
+def test_product_of_experts_matches_thesis_closed_form() -> None:
+    rng = np.random.default_rng(0)
+    mus = [rng.normal(size=(7, 4)) for _ in range(2)]
+    variances = [rng.uniform(0.1, 3.0, size=(7, 4)) for _ in range(2)]
+    # thesis A.2 with full (diagonal) covariance matrices, per cell, prior N(0, I) as a third expert
+    for prior in (True, False):
+        experts_mu = mus + ([np.zeros((7, 4))] if prior else [])
+        experts_var = variances + ([np.ones((7, 4))] if prior else [])
+        mu, logvar = product_of_experts(
+            [torch.from_numpy(m) for m in mus], [torch.from_numpy(np.log(v)) for v in variances], prior=prior
+        )
+        for i in range(7):
+            inv = [np.linalg.inv(np.diag(v[i])) for v in experts_var]
+            cov = np.linalg.inv(sum(inv))
+            mean = sum(m[i] @ vi for m, vi in zip(experts_mu, inv)) @ cov
+            np.testing.assert_allclose(mu[i].numpy(), mean, rtol=1e-10)
+            np.testing.assert_allclose(np.exp(logvar[i].numpy()), np.diag(cov), rtol=1e-10)
+
+
+def test_product_of_experts_rejects_mismatched_lists() -> None:
+    with pytest.raises(ValueError, match="matching"):
+        product_of_experts([torch.zeros(2, 2)], [])
+
+
+def test_interaction_matches_explicit_loops() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(5, 3))
+    c = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    a = rng.normal(size=(3, 4))
+    d = rng.normal(size=(5, 4))
+    expected = np.zeros((5, 4))
+    for i in range(5):
+        for m in range(4):
+            expected[i, m] = sum(c[i, k] / (1 + np.exp(-a[k, m])) for k in range(3)) * d[i, m]
+    got = interaction(torch.from_numpy(c), torch.from_numpy(a), torch.from_numpy(d))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_assignment_penalty_closed_form() -> None:
+    assert assignment_penalty(torch.zeros(3, 4)).item() == pytest.approx(12 / 16)
+    assert assignment_penalty(torch.full((2, 2), 50.0)).item() == pytest.approx(0.0, abs=1e-20)
+
+
+def test_kl_standard_normal_matches_torch() -> None:
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(6, 5, generator=g, dtype=torch.float64)
+    expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
+    np.testing.assert_allclose(kl_standard_normal(mu, logvar), expected, rtol=1e-12)
+
+
+def test_correlation_penalty_matches_numpy_corrcoef() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    b[:, 0] += 2 * a[:, 1]
+    expected = (np.corrcoef(a.T, b.T)[:3, 3:] ** 2).sum()
+    assert correlation_penalty(torch.from_numpy(a), torch.from_numpy(b)).item() == pytest.approx(expected, rel=1e-8)
+
+
+def test_encoder_structure_and_scale_floor() -> None:
+    enc = Encoder(30, (16, 8, 4), n_latent=3)
+    kinds = [type(m) for m in enc.body]
+    assert kinds == [nn.Linear, nn.ReLU, nn.LayerNorm, nn.Linear, nn.ReLU, nn.LayerNorm, nn.Linear]
+    assert enc.body[-1].out_features == 4 and enc.body[-1].bias is not None  # linear bottleneck
+    assert Encoder(30, (4,), 3).body[-1].bias is None  # no hidden layer: no bias, as the reference
+    with torch.no_grad():
+        enc.scale.weight.zero_()
+        enc.scale.bias.fill_(-50.0)  # exp(.) underflows: σ is the floor
+    mu, logvar = enc(torch.randn(10, 30))
+    assert mu.shape == logvar.shape == (10, 3)
+    np.testing.assert_allclose(torch.exp(0.5 * logvar).detach(), SIGMA_FLOOR, rtol=1e-5)
+    with pytest.raises(ValueError, match="hidden width"):
+        Encoder(30, (), 3)
+
+
+def test_decoder_mean_is_library_times_feature_softmax() -> None:
+    torch.manual_seed(0)
+    dec = ModalityDecoder(12, n_state=3, n_dxc=2, n_v=1, batch_norm=False)
+    c = torch.softmax(torch.randn(5, 3), -1)
+    h = dec.logits(c, None, None)
+    np.testing.assert_allclose(h.detach(), c @ dec.w_c.weight.detach().T, rtol=1e-6)  # bias-free W_C only
+    x = torch.poisson(torch.full((5, 12), 3.0))
+    library = x.sum(1, keepdim=True)
+    expected = log_nb(x, library * torch.softmax(h, -1), dec.log_theta.exp()).sum(-1)
+    np.testing.assert_allclose(dec.log_prob(x, library, c, h).detach(), expected.detach(), rtol=1e-6)
+    assert torch.allclose(dec.log_theta, torch.ones(12))  # θ = e initially, as the reference
+    with pytest.raises(ValueError, match="likelihood"):
+        ModalityDecoder(3, 2, 2, 1, batch_norm=False, likelihood="zinb")  # type: ignore[arg-type]
