@@ -6,11 +6,7 @@ target, so an interrupted write never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mudata as md
@@ -18,6 +14,7 @@ import numpy as np
 import pandas as pd
 from bed_reader import open_bed, to_bed
 
+from multilivi.atomic import atomic_path, atomic_write
 from multilivi.data.cohort import Cohort
 from multilivi.data.genetics import Genotypes
 from multilivi.data.truth import Truth
@@ -29,27 +26,6 @@ GENOTYPES_PREFIX = "genotypes"
 TRUTH_FILE = "truth.npz"
 KINSHIP_FILE = "kinship.tsv"
 COVARIATES_FILE = "donor_covariates.tsv"
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write(target: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and atomically move the result to ``target``."""
-    with atomic_path(target) as tmp:
-        write(tmp)
 
 
 def write_plink(genotypes: Genotypes, prefix: str | Path) -> None:

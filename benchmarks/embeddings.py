@@ -1,0 +1,217 @@
+"""Embeddings the harness does not train: third-party files (``emb:``) and the ``pca`` baseline.
+
+Spec grammar::
+
+    emb:PATH[#OBSM_KEY][:donor_factors=TABLE,cells=IDS,name=NAME]
+    pca[:n_components=N]
+
+``PATH`` is an ``.h5ad`` (``.obsm[OBSM_KEY]``, or ``.X`` without a key), an ``.npy`` with a cell-id
+sidecar (``cells=``, default ``PATH`` with ``.cells.txt`` instead of ``.npy``: one id per line), or a
+``.parquet`` / ``.csv`` / ``.tsv`` table indexed by cell id. ``TABLE`` is an optional donors x factors
+table (.csv / .tsv / .parquet) indexed by donor id. Cells and donors are aligned by name; missing
+or extra ids, and NaN rows, are errors raised before anything is trained.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.decomposition import PCA
+
+from multilivi.data import Cohort
+from multilivi.data.genetics import _few
+from multilivi.eval.tasks import ModelOutputs
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """A precomputed cell embedding, optionally with donor factors."""
+
+    raw: str
+    path: Path
+    key: str | None = None
+    donor_factors: Path | None = None
+    cells: Path | None = None
+    name: str = ""
+
+    @property
+    def family(self) -> str:
+        return "emb"
+
+
+@dataclass(frozen=True)
+class PCASpec:
+    """The built-in PCA baseline: PCs of log-normalised RNA (and of RNA + protein when present)."""
+
+    raw: str = "pca"
+    n_components: int = 20
+    name: str = "pca"
+
+    @property
+    def family(self) -> str:
+        return "pca"
+
+
+def parse_embedding_spec(raw: str) -> EmbeddingSpec:
+    """Parse ``emb:PATH[#KEY][:key=value,...]``."""
+    body = raw.removeprefix("emb:")
+    options: dict[str, str] = {}
+    match = re.match(r"^(?P<path>.+?)(?::(?P<opts>[a-z_]+=.*))?$", body)
+    if not body or match is None:
+        raise ValueError(f"bad embedding spec {raw!r}; expected emb:PATH[#OBSM_KEY][:donor_factors=PATH,name=NAME]")
+    if match["opts"]:
+        for item in match["opts"].split(","):
+            key, _, value = item.partition("=")
+            if key not in ("donor_factors", "cells", "name") or not value:
+                raise ValueError(
+                    f"bad option {item!r} in {raw!r}; embedding options are donor_factors=PATH, cells=PATH, name=NAME"
+                )
+            options[key] = value
+    path, _, key = match["path"].partition("#")
+    path = Path(path)
+    name = options.get("name") or f"emb-{path.stem}" + (f"-{key}" if key else "")
+    return EmbeddingSpec(
+        raw=raw,
+        path=path,
+        key=key or None,
+        donor_factors=Path(options["donor_factors"]) if "donor_factors" in options else None,
+        cells=Path(options["cells"]) if "cells" in options else None,
+        name=re.sub(r"[^A-Za-z0-9._-]+", "_", name),
+    )
+
+
+def parse_pca_spec(raw: str) -> PCASpec:
+    _, _, opts = raw.partition(":")
+    n_components = 20
+    for item in filter(None, opts.split(",")):
+        key, _, value = item.partition("=")
+        if key != "n_components" or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"bad option {item!r} in {raw!r}; the pca baseline takes n_components=N (N >= 1)")
+        n_components = int(value)
+    return PCASpec(raw=raw, n_components=n_components, name="pca" if n_components == 20 else f"pca-{n_components}")
+
+
+# --------------------------------------------------------------------------------------- loading
+def check_embedding(spec: EmbeddingSpec, cohort: Cohort) -> ModelOutputs:
+    """Read and align a precomputed embedding to the cohort's cells (and donors); errors name the fix."""
+    matrix, cell_ids = _read_matrix(spec)
+    if matrix.ndim != 2 or matrix.shape[0] != len(cell_ids):
+        raise ValueError(f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id ({len(cell_ids)})")
+    frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), index=pd.Index(cell_ids).astype(str))
+    if frame.index.has_duplicates:
+        raise ValueError(f"{spec.path}: duplicated cell ids {_few(frame.index[frame.index.duplicated()])}")
+    missing = cohort.cell_names.difference(frame.index)
+    extra = frame.index.difference(cohort.cell_names)
+    if len(missing) or len(extra):
+        raise ValueError(
+            f"{spec.path}: {len(missing)} cohort cells have no embedding row ({_few(missing)}) and "
+            f"{len(extra)} rows are not cohort cells ({_few(extra)}); embed exactly the cohort's cells, "
+            "named as in its obs_names"
+        )
+    frame = frame.loc[cohort.cell_names]
+    bad = ~np.isfinite(frame.to_numpy()).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{spec.path}: {int(bad.sum())} cells have NaN or infinite embedding values ({_few(frame.index[bad])}); "
+            "fix or remove those cells from the cohort"
+        )
+    donor_factors = {}
+    if spec.donor_factors is not None:
+        donor_factors["D"] = _read_donor_factors(spec.donor_factors, cohort)
+    return ModelOutputs(views={"emb": frame.to_numpy()}, donor_factors=donor_factors)
+
+
+def _read_matrix(spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
+    path = spec.path
+    if not path.exists():
+        raise FileNotFoundError(f"embedding file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".h5ad":
+        adata = ad.read_h5ad(path)
+        if spec.key is None:
+            x = adata.X
+        elif spec.key in adata.obsm:
+            x = adata.obsm[spec.key]
+        else:
+            raise KeyError(f"{path} has no obsm[{spec.key!r}]; its obsm keys are {list(adata.obsm)}")
+        x = x.toarray() if sp.issparse(x) else np.asarray(x)
+        return x, adata.obs_names.to_numpy()
+    if suffix == ".npy":
+        cells = spec.cells or path.with_suffix(".cells.txt")
+        if not cells.exists():
+            raise FileNotFoundError(
+                f"{path} needs a cell-id sidecar: one id per line in {cells} (or name it with cells=PATH)"
+            )
+        ids = np.array([line.strip() for line in cells.read_text().splitlines() if line.strip()])
+        return np.load(path, allow_pickle=False), ids
+    if suffix in TABLE_SUFFIXES:
+        table = _read_table(path)
+        return table.to_numpy(), table.index.to_numpy()
+    raise ValueError(f"unsupported embedding file {path}; use .h5ad (+#obsm_key), .npy (+ cell ids), .parquet, .csv or .tsv")
+
+
+def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"donor factor table {path} does not exist")
+    table = _read_table(path)
+    table.index = table.index.astype(str)
+    missing = cohort.donor_names.difference(table.index)
+    if len(missing):
+        raise ValueError(f"{path}: donor factors lack {len(missing)} cohort donors ({_few(missing)}); give one row per donor")
+    table = table.loc[cohort.donor_names].astype(np.float64)
+    if not np.isfinite(table.to_numpy()).all():
+        raise ValueError(f"{path}: donor factors contain NaN or infinite values")
+    table.columns = table.columns.astype(str)
+    return table
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", index_col=0)
+
+
+# ------------------------------------------------------------------------------------------- pca
+def pca_outputs(cohort: Cohort, spec: PCASpec, seed: int = 0) -> ModelOutputs:
+    """PCA of log-normalised RNA (view ``rna``), and of RNA + protein (view ``rna+prot``) when present.
+
+    RNA: counts per 10^4, log1p, features scaled to unit variance. Protein: centred log-ratio per
+    cell, scaled. For ``rna+prot`` each modality is weighted to equal total variance before PCA.
+    """
+    views = {}
+    rna = _scaled(_log_normalised(cohort.counts("rna")))
+    views["rna"] = _pcs(rna, spec.n_components, seed)
+    if cohort.has_protein:
+        prot = _scaled(_clr(cohort.counts("prot")))
+        joint = np.hstack([rna / math.sqrt(rna.shape[1]), prot / math.sqrt(prot.shape[1])])
+        views["rna+prot"] = _pcs(joint, spec.n_components, seed)
+    return ModelOutputs(views=views)
+
+
+def _log_normalised(counts: sp.csr_matrix) -> np.ndarray:
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    return np.log1p(counts.multiply(1e4 / totals[:, None]).toarray())
+
+
+def _clr(counts: sp.csr_matrix) -> np.ndarray:
+    logged = np.log1p(counts.toarray())
+    return logged - logged.mean(axis=1, keepdims=True)
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def _pcs(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    n_components = min(n_components, *x.shape)
+    return PCA(n_components=n_components, svd_solver="randomized", random_state=seed).fit_transform(x)

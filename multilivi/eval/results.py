@@ -1,0 +1,72 @@
+"""Score rows: the long-format table every task writes and every report and gate reads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from multilivi.atomic import atomic_write
+from multilivi.eval.records import MetricResult
+
+SCORE_COLUMNS = ("model", "view", "task", "metric", "value", "sd", "higher_is_better", "status", "reason")
+MODEL_LEVEL = "-"
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One number of one task for one model view (a row of ``scores.csv``)."""
+
+    model: str
+    view: str
+    task: str
+    metric: str
+    value: float
+    sd: float = math.nan
+    higher_is_better: bool = True
+    status: str = "ok"
+    reason: str = ""
+
+
+def rows_from_metrics(
+    results: Iterable[MetricResult], *, model: str, view: str, task: str, strip_prefix: str = ""
+) -> list[ScoreRow]:
+    """Score rows from metric results; ``details['sd']`` becomes the row's sd when present.
+
+    ``strip_prefix`` removes a task prefix from metric names (``cell_type_accuracy`` -> ``accuracy``).
+    """
+    rows = []
+    for result in results:
+        name = result.name.removeprefix(strip_prefix)
+        sd = float(result.details.get("sd", math.nan))
+        rows.append(
+            ScoreRow(model, view, task, name, result.value, float(sd), result.higher_is_better, result.status, result.reason)
+        )
+    return rows
+
+
+def not_run(model: str, view: str, task: str, reason: str, *, status: str = "skipped") -> ScoreRow:
+    """A row recording that a whole task could not run for this model view, and why."""
+    return ScoreRow(model, view, task, "*", math.nan, status=status, reason=reason)
+
+
+def scores_frame(rows: Iterable[ScoreRow]) -> pd.DataFrame:
+    """The long-format score table of ``rows`` (columns ``SCORE_COLUMNS``)."""
+    frame = pd.DataFrame([asdict(r) for r in rows], columns=list(SCORE_COLUMNS))
+    return frame.astype({"value": float, "sd": float, "higher_is_better": bool})
+
+
+def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write the score table as CSV, atomically."""
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"))
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False, na_values={"value": ["", "nan"], "sd": ["", "nan"]})
+    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not a multilivi score table: columns {missing} are missing")
+    return frame.astype({"value": float, "sd": float, "higher_is_better": bool, "reason": str})
