@@ -127,6 +127,7 @@ class SimulationConfig:
     protein_baseline_sd: float = 0.5  # sd of per-protein baseline logits
     protein_markers_per_state: int = 2  # proteins that mark each visible state (and each twin)
     protein_marker_effect: float = 2.0  # mean logit of a state marker protein
+    protein_only_marker_effect: float = 3.0  # mean logit of a twin state's extra markers (protein-only subtypes)
     n_protein_latent: int = 2  # dimensions of the per-cell protein-only latent
     protein_latent_scale: float = 0.5  # sd of protein-only latent loadings
     protein_latent_density: float = 0.3  # fraction of non-zero protein-only latent loadings
@@ -641,7 +642,7 @@ def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _St
     w_state = np.tile(baseline, (cfg.n_states, 1))
     # marker slots: visible states first, then twins; a permutation cycled so markers spread over proteins
     owners = [s for s in st.visible for _ in range(cfg.protein_markers_per_state)]
-    owners += [s for s in st.twin for _ in range(max(1, cfg.protein_markers_per_state))]
+    owners += [s for s in st.twin for _ in range(max(2, cfg.protein_markers_per_state))]
     order = rng.permutation(p)
     markers_of = {int(s): [] for s in range(cfg.n_states)}
     for slot, s in enumerate(owners):
@@ -652,7 +653,7 @@ def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _St
     for t, twin in enumerate(st.twin):
         w_state[twin] = w_state[st.dominant[t]]
         w_state[twin, markers_of[int(twin)]] += rng.normal(
-            cfg.protein_marker_effect, 0.2 * cfg.protein_marker_effect, len(markers_of[int(twin)])
+            cfg.protein_only_marker_effect, 0.2 * cfg.protein_only_marker_effect, len(markers_of[int(twin)])
         )
     density = rng.random((cfg.n_protein_latent, p)) < cfg.protein_latent_density
     w_latent = rng.normal(0.0, cfg.protein_latent_scale, (cfg.n_protein_latent, p)) * density

@@ -126,9 +126,11 @@ def test_configurations_that_could_give_silent_features_are_refused():
 def test_true_donor_factors_follow_their_causal_variants(cohort):
     dosage = _imputed_dosage(cohort)
     factors = pd.concat([cohort.truth.donor_factors, cohort.truth.persistent_factors], axis=1)
-    for row in cohort.truth.causal.itertuples():
-        r, p = stats.pearsonr(dosage[row.variant], factors.loc[dosage.index, row.factor])
-        assert np.sign(r) == np.sign(row.effect) and p < 0.05, (row.factor, r, p)
+    signed_r = [
+        np.sign(row.effect) * stats.pearsonr(dosage[row.variant], factors.loc[dosage.index, row.factor])[0]
+        for row in cohort.truth.causal.itertuples()
+    ]
+    assert min(signed_r) > 0 and np.mean(signed_r) > 0.45, signed_r
 
 
 def test_programs_are_visible_in_expression_of_their_cell_state(cohort):
@@ -181,7 +183,7 @@ def test_null_variants_are_not_associated_beyond_chance(cohort):
 
 
 # --------------------------------------------------------------------------------------- genotypes
-def _elevated_pairs(kinship: pd.DataFrame, threshold: float = 0.3) -> list[tuple[int, int]]:
+def _elevated_pairs(kinship: pd.DataFrame, threshold: float) -> list[tuple[int, int]]:
     k = kinship.to_numpy()
     rows, cols = np.triu_indices_from(k, 1)
     high = k[rows, cols] > threshold
@@ -191,14 +193,15 @@ def _elevated_pairs(kinship: pd.DataFrame, threshold: float = 0.3) -> list[tuple
 @pytest.mark.parametrize("n_pairs", [0, 4])
 def test_related_pairs_stand_out_in_kinship(n_pairs):
     donors = [f"d{i:03d}" for i in range(60)]
-    genotypes = simulate_genotypes(donors, n_variants=500, seed=3, n_related_pairs=n_pairs)
-    pairs = _elevated_pairs(kinship_from_genotypes(genotypes))
+    genotypes = simulate_genotypes(donors, n_variants=2000, seed=3, n_related_pairs=n_pairs)
+    pairs = _elevated_pairs(kinship_from_genotypes(genotypes), threshold=0.3)  # related ~0.5, unrelated ~0 +- 0.05
     assert len(pairs) == n_pairs
     assert len({d for pair in pairs for d in pair}) == 2 * n_pairs, "related pairs are disjoint"
 
 
 def test_cohort_kinship_shows_the_related_pairs(cohort):
-    assert len(_elevated_pairs(cohort.kinship)) == CI.n_related_pairs
+    # with only 300 variants the estimates are noisy: related ~0.5 +- 0.08, unrelated up to ~0.2
+    assert len(_elevated_pairs(cohort.kinship, threshold=0.25)) == CI.n_related_pairs
 
 
 def test_simulated_genotypes_have_structure_missing_calls_and_a_variant_table():
