@@ -1,0 +1,392 @@
+"""The interface every model satisfies, and the one wrapper class that implements it.
+
+Each family file adds a config dataclass, a torch module (a :class:`LatentModule`) and a thin
+:class:`ModelBase` subclass that says which module to build; fitting, views, NLL, donor factors,
+loadings and save/load are written once, here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from multilivi.data.cohort import PROT, RNA, Cohort
+from multilivi.models.components import Encoder
+from multilivi.models.train import Batch, CellBatches, Stage, TrainConfig, fit_module, resolve_device
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+EVAL_BATCH = 4096
+
+
+# -------------------------------------------------------------------------------------- protocol
+@runtime_checkable
+class LatentModel(Protocol):
+    """What the harness relies on (DESIGN.md §5). Everything returned is numpy or pandas."""
+
+    def fit(self, cohort: Cohort, train_idx: np.ndarray, config: Any = None) -> Self: ...
+
+    def views(self, cohort: Cohort, idx: np.ndarray | None = None) -> dict[str, np.ndarray]: ...
+
+    def donor_factors(self) -> dict[str, pd.DataFrame]: ...
+
+    def reconstruction_nll(self, cohort: Cohort, idx: np.ndarray | None = None) -> dict[str, np.ndarray]: ...
+
+    def loadings(self) -> dict[str, pd.DataFrame]: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatentModel: ...
+
+
+# --------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(TrainConfig):
+    """Architecture and penalty settings common to the three families (plus :class:`TrainConfig`)."""
+
+    n_latent: int = 10  # cell-state (LIVI, MultiSLIVI) or shared (DMLIVI) latent dimension
+    n_dxc: int = 10  # donor x cell-state (D) factors
+    n_v: int = 5  # persistent donor (V) factors; 0 disables them
+    encoder_hidden: tuple[int, ...] = (256, 128)  # MLP widths; the last is a linear bottleneck
+    encoder_input: Literal["log1p", "raw"] = "log1p"  # encoder sees log1p(counts) or raw counts (reference)
+    batch_norm: bool = False  # per-feature BatchNorm1d on the decoder logits (the OneK1K configs use it)
+    l1_weight: float = 1e-3  # λ_L1 on every D×C decoder's ‖W_DxC‖₁ (stage 2)
+    a_weight: float = 1e-3  # λ_A on Σ(σ(A)(1 − σ(A)))² (stage 2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        as_int_tuple(self, "encoder_hidden")
+        for name in ("n_latent", "n_dxc"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_v < 0:
+            raise ValueError(f"n_v must be >= 0, got {self.n_v}")
+        if self.encoder_input not in ("log1p", "raw"):
+            raise ValueError(f"encoder_input must be 'log1p' or 'raw', got {self.encoder_input!r}")
+        for name in ("l1_weight", "a_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def as_int_tuple(config: Any, name: str) -> None:
+    """Normalise a widths field to a non-empty tuple of positive ints (lists are accepted)."""
+    value = tuple(int(h) for h in getattr(config, name))
+    if not value or min(value) < 1:
+        raise ValueError(f"{name} must be a non-empty tuple of positive widths, got {getattr(config, name)!r}")
+    object.__setattr__(config, name, value)
+
+
+def check_weights(config: Any, *names: str) -> None:
+    """Raise unless each named loss weight is a finite number >= 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not (value >= 0 and np.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+# ---------------------------------------------------------------------------------------- module
+@dataclass
+class LossOutput:
+    """A minibatch loss and its named terms (scalars; ``terms["loss"]`` is ``loss``)."""
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+
+
+class DonorEffects(nn.Module):
+    """Donor embeddings D (n_donors, n_dxc) and V (n_donors, n_v), and the raw assignment A (n_state, n_dxc).
+
+    All N(0, 1) at initialisation, as the reference; all trained only in stage 2.
+    """
+
+    def __init__(self, n_donors: int, n_state: int, n_dxc: int, n_v: int) -> None:
+        super().__init__()
+        self.d = nn.Parameter(torch.randn(n_donors, n_dxc))
+        self.v = nn.Parameter(torch.randn(n_donors, n_v))
+        self.assign_logits = nn.Parameter(torch.randn(n_state, n_dxc))
+
+
+class LatentModule(nn.Module):
+    """Base of the three torch modules: the stage switch, written once.
+
+    Subclasses hold ``donor: DonorEffects`` and implement ``cell_state_parameters``, ``loss``,
+    ``posterior_means``, ``log_prob_at_mean`` and ``loadings``.
+    """
+
+    donor: DonorEffects
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage = Stage.CELL_STATE
+
+    def cell_state_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def donor_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def set_stage(self, stage: Stage) -> None:
+        """Apply a stage: which parameters train, and whether the donor terms enter the logits.
+
+        Parameters in neither group (the optional decoder BatchNorm affine) train in both stages, as
+        in the reference.
+        """
+        for p in self.cell_state_parameters():
+            p.requires_grad_(stage is Stage.CELL_STATE)
+        for p in self.donor_parameters():
+            p.requires_grad_(stage is Stage.DONOR)
+        self.stage = stage
+
+    @property
+    def donor_on(self) -> bool:
+        return self.stage is Stage.DONOR
+
+    def loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
+        raise NotImplementedError
+
+    def posterior_means(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def log_prob_at_mean(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def loadings(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def encoder_input(x: Tensor, kind: str) -> Tensor:
+    """What the encoders see: ``log1p(counts)`` or the raw counts."""
+    return torch.log1p(x) if kind == "log1p" else x
+
+
+def sample(mu: Tensor, logvar: Tensor, generator: torch.Generator) -> Tensor:
+    """One reparameterised draw from N(μ, e^logvar)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def encoder_parameters(*encoders: Encoder) -> list[nn.Parameter]:
+    return [p for e in encoders for p in e.parameters()]
+
+
+# --------------------------------------------------------------------------------------- wrapper
+class ModelBase:
+    """Fit / views / donor factors / NLL / loadings / save / load, for every family.
+
+    Subclasses set ``family``, ``config_class``, ``modalities`` and implement ``_build_module``.
+    Fitted attributes: ``config_``, ``donor_names_``, ``feature_names_`` (per modality),
+    ``history_``, ``device_``, ``fit_seconds_``, ``module_``.
+    """
+
+    family: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+    modalities: ClassVar[tuple[str, ...]] = (RNA,)
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = self._checked_config(config) if config is not None else self.config_class()
+
+    # --------------------------------------------------------------------------- to implement
+    def _build_module(self, config: Any, n_features: dict[str, int], n_donors: int) -> LatentModule:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------- fitting
+    def fit(self, cohort: Cohort, train_idx: np.ndarray, config: ModelConfig | None = None) -> Self:
+        """Train on the cells ``train_idx`` of ``cohort``.
+
+        Parameters
+        ----------
+        cohort
+            Must hold every modality the family models.
+        train_idx
+            Integer positions (n_train,) of the training cells.
+        config
+            Replaces the constructor's config when given (same family's config class).
+
+        Returns
+        -------
+        self
+        """
+        config = self._checked_config(config) if config is not None else self.config
+        self._check_modalities(cohort)
+        rows = _positions(cohort, train_idx, "train_idx")
+        device = resolve_device(config.device)
+        n_features = {m: cohort.n_features(m) for m in self.modalities}
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(config.seed)
+            module = self._build_module(config, n_features, cohort.n_donors).to(device)
+        data = CellBatches({m: cohort.counts(m)[rows] for m in self.modalities}, cohort.donor_index[rows])
+        logger.info("fitting %s on %d cells, %d donors, %s", self.family, len(rows), cohort.n_donors, device)
+        start = time.perf_counter()
+        history = fit_module(module, data, config, device)
+        self.fit_seconds_ = time.perf_counter() - start
+        module.set_stage(Stage.DONOR)
+        module.eval()
+        self.config = self.config_ = config
+        self.module_ = module
+        self.history_ = history
+        self.device_ = device
+        self.donor_names_ = pd.Index(cohort.donor_names, name="donor")
+        self.feature_names_ = {m: pd.Index(cohort.feature_names(m), name="feature") for m in self.modalities}
+        return self
+
+    # ---------------------------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def views(self, cohort: Cohort, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Cell embeddings: the posterior means of the pre-softmax Gaussian latents (deterministic).
+
+        Returns
+        -------
+        dict
+            View name → array (n_idx, n_dims); keys per family (see the family's docstring).
+        """
+        data = self._cells(cohort, idx)
+        parts = [self.module_.posterior_means(b) for b in data.in_order(EVAL_BATCH, self.device_)]
+        return {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in parts[0]}
+
+    @torch.no_grad()
+    def reconstruction_nll(self, cohort: Cohort, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per-cell negative log-likelihood in nats, summed over features, latents at their posterior mean.
+
+        Returns
+        -------
+        dict
+            Modality → array (n_idx,). For ``protein_likelihood="nbmix"`` the mixture NLL.
+        """
+        data = self._cells(cohort, idx)
+        parts = [self.module_.log_prob_at_mean(b) for b in data.in_order(EVAL_BATCH, self.device_)]
+        return {m: -torch.cat([p[m] for p in parts]).cpu().numpy().astype(np.float64) for m in self.modalities}
+
+    def donor_factors(self) -> dict[str, pd.DataFrame]:
+        """``{"D": donors × n_dxc, "V": donors × n_v}``, indexed by donor name; columns ``D_k`` / ``V_k``."""
+        self._check_fitted()
+        out = {}
+        for key, weight in (("D", self.module_.donor.d), ("V", self.module_.donor.v)):
+            values = weight.detach().cpu().numpy().astype(np.float64)
+            out[key] = pd.DataFrame(values, index=self.donor_names_.copy(), columns=[f"{key}_{k}" for k in range(values.shape[1])])
+        return out
+
+    def loadings(self) -> dict[str, pd.DataFrame]:
+        """Features × factors of every linear decoder, keyed ``"<modality>/<C|DxC|V>"``.
+
+        With decoder BatchNorm, each feature's row is multiplied by its BN scale γ / √(running var + ε).
+        """
+        self._check_fitted()
+        out = {}
+        for key, weight in self.module_.loadings().items():
+            modality, term = key.split("/")
+            values = weight.detach().cpu().numpy().astype(np.float64)
+            columns = self._loading_columns(modality, term, values.shape[1])
+            out[key] = pd.DataFrame(values, index=self.feature_names_[modality].copy(), columns=columns)
+        return out
+
+    def _loading_columns(self, modality: str, term: str, n: int) -> list[str]:
+        prefix = {"C": "C", "DxC": "D", "V": "V"}[term]
+        return [f"{prefix}_{k}" for k in range(n)]
+
+    # ---------------------------------------------------------------------------------- persist
+    def save(self, path: str | Path) -> None:
+        """One ``torch.save`` of family, config, weights, donor and feature names, history and version."""
+        self._check_fitted()
+        torch.save(
+            {
+                "family": self.family,
+                "config": asdict(self.config_),
+                "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+                "donor_names": list(self.donor_names_),
+                "feature_names": {m: list(names) for m, names in self.feature_names_.items()},
+                "history": self.history_,
+                "fit_seconds": self.fit_seconds_,
+                "version": CHECKPOINT_VERSION,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild a fitted model from :meth:`save`'s file (on the config's device)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
+        if ckpt["family"] != cls.family:
+            raise ValueError(f"{path} holds a {ckpt['family']!r} model; load it with that family's class")
+        config = cls.config_class(**ckpt["config"])
+        model = cls(config)
+        donors = pd.Index(ckpt["donor_names"], name="donor")
+        features = {m: pd.Index(names, name="feature") for m, names in ckpt["feature_names"].items()}
+        module = model._build_module(config, {m: len(f) for m, f in features.items()}, len(donors))
+        module.load_state_dict(ckpt["state_dict"])
+        module.set_stage(Stage.DONOR)
+        model.device_ = resolve_device(config.device)
+        model.module_ = module.to(model.device_).eval()
+        model.config_ = config
+        model.donor_names_, model.feature_names_ = donors, features
+        model.history_, model.fit_seconds_ = ckpt["history"], ckpt["fit_seconds"]
+        return model
+
+    # ---------------------------------------------------------------------------------- checks
+    def _checked_config(self, config: Any) -> ModelConfig:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        return config
+
+    def _check_modalities(self, cohort: Cohort) -> None:
+        missing = [m for m in self.modalities if m not in cohort.modalities]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} models {list(self.modalities)} but cohort {cohort.name!r} has only "
+                f"{list(cohort.modalities)} (missing {missing}); use 'livi' for RNA-only cohorts"
+                if PROT in missing else f"cohort {cohort.name!r} lacks modality {missing}"
+            )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call .fit(cohort, train_idx) first")
+
+    def _cells(self, cohort: Cohort, idx: np.ndarray | None) -> CellBatches:
+        """Check ``cohort`` against the training names and return its cells ``idx`` (all when None)."""
+        self._check_fitted()
+        self._check_modalities(cohort)
+        for m in self.modalities:
+            _same_names(f"{m} features", self.feature_names_[m], cohort.feature_names(m), ordered=True)
+        _same_names("donors", self.donor_names_, cohort.donor_names, ordered=False)
+        rows = np.arange(cohort.n_cells) if idx is None else _positions(cohort, idx, "idx")
+        donor = self.donor_names_.get_indexer(cohort.donor_names)[cohort.donor_index[rows]]
+        return CellBatches({m: cohort.counts(m)[rows] for m in self.modalities}, donor)
+
+
+def _positions(cohort: Cohort, idx: np.ndarray, name: str) -> np.ndarray:
+    rows = np.asarray(idx)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"{name} must be a 1-d array of integer cell positions, got dtype {rows.dtype} shape {rows.shape}")
+    if not len(rows):
+        raise ValueError(f"{name} is empty; pass at least one cell position")
+    if rows.min() < 0 or rows.max() >= cohort.n_cells:
+        raise ValueError(f"{name} holds positions outside [0, {cohort.n_cells}) of cohort {cohort.name!r}")
+    return rows.astype(np.int64)
+
+
+def _same_names(what: str, trained: pd.Index, given: pd.Index, *, ordered: bool) -> None:
+    """Raise naming a few differences unless ``given`` matches the training names.
+
+    Features must match exactly and in order; donors of ``given`` must all be training donors.
+    """
+    unknown = given.difference(trained)
+    missing = trained.difference(given) if ordered else pd.Index([])
+    if len(unknown) or len(missing):
+        raise ValueError(
+            f"the cohort's {what} differ from the model's training {what}: {len(unknown)} unknown "
+            f"({list(unknown[:5])}){f', {len(missing)} missing ({list(missing[:5])})' if len(missing) else ''}; "
+            "use the cohort the model was trained on (or one with the same names)"
+        )
+    if ordered and not given.equals(trained):
+        raise ValueError(f"the cohort's {what} are the training {what} in a different order; reorder them to match")

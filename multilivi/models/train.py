@@ -1,0 +1,178 @@
+"""The one staged training loop every model uses.
+
+Stage 1 (epochs ``[0, warmup_epochs)``) trains the encoder(s), the cell-state decoders and the
+dispersions with the donor terms left out of the logits; stage 2 freezes those and trains the donor
+parts D, V, A, W_DxC and W_V. :func:`stage_at` is the schedule, ``module.set_stage`` applies it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from multilivi.models.base import LatentModule
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(enum.IntEnum):
+    """Training stage: 1 = cell-state warm-up, 2 = donor factors."""
+
+    CELL_STATE = 1
+    DONOR = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation settings shared by every model family (each family config extends this)."""
+
+    epochs: int = 100  # total epochs, both stages
+    warmup_epochs: int = 60  # stage-1 (cell-state) epochs; the rest train the donor parts
+    lr: float = 8e-4  # Adam learning rate, one for every parameter
+    batch_size: int = 1024  # cells per minibatch (the last, short batch is spread over the others)
+    seed: int = 0  # seeds initialisation, minibatch order and the reparameterisation noise
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": cuda when available, else cpu
+    progress: bool = True  # tqdm bar (shown only on a terminal)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 2:
+            raise ValueError(f"epochs must be >= 2 (one per stage at least), got {self.epochs}")
+        if not 1 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"warmup_epochs must lie in [1, epochs - 1] = [1, {self.epochs - 1}] so both stages run, "
+                f"got {self.warmup_epochs}; raise epochs or lower warmup_epochs"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+def stage_at(epoch: int, config: TrainConfig) -> Stage:
+    """The stage of 0-based ``epoch``: cell-state warm-up before ``warmup_epochs``, donor stage after."""
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return Stage.CELL_STATE if epoch < config.warmup_epochs else Stage.DONOR
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → cuda when available, else cpu; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+Batch = dict  # {"x": {modality: (B, G_m)}, "library": {modality: (B, 1)}, "donor": (B,) int64}
+
+
+class CellBatches:
+    """Counts of a set of cells, served as dense float32 minibatches on a device.
+
+    The counts stay CSR in memory and each minibatch is densified on demand, so memory follows the
+    batch, not the cohort.
+
+    Parameters
+    ----------
+    counts
+        One CSR matrix (n_cells, n_features_m) per modality, float32.
+    donor
+        Array (n_cells,) of donor positions (rows of the model's D and V).
+    """
+
+    def __init__(self, counts: dict[str, sp.csr_matrix], donor: np.ndarray) -> None:
+        self.counts = {m: sp.csr_matrix(x, dtype=np.float32) for m, x in counts.items()}
+        self.library = {m: np.asarray(x.sum(axis=1), dtype=np.float32) for m, x in self.counts.items()}
+        self.donor = np.asarray(donor, dtype=np.int64)
+        self.n_cells = len(self.donor)
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> Batch:
+        """Minibatch of the given cell positions."""
+        return {
+            "x": {m: torch.from_numpy(x[rows].toarray()).to(device) for m, x in self.counts.items()},
+            "library": {m: torch.from_numpy(lib[rows]).to(device) for m, lib in self.library.items()},
+            "donor": torch.from_numpy(self.donor[rows]).to(device),
+        }
+
+    def in_order(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        """All cells in their stored order, ``batch_size`` at a time (for evaluation)."""
+        for start in range(0, self.n_cells, batch_size):
+            yield self.batch(np.arange(start, min(start + batch_size, self.n_cells)), device)
+
+
+def minibatches(n_cells: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random permutation of the cells cut into ``ceil(n / batch_size)`` near-equal minibatches."""
+    n_batches = max(1, math.ceil(n_cells / batch_size))
+    return np.array_split(rng.permutation(n_cells), n_batches)
+
+
+def fit_module(
+    module: LatentModule, data: CellBatches, config: TrainConfig, device: torch.device
+) -> list[dict[str, float]]:
+    """Train ``module`` in place on ``data`` with Adam through both stages.
+
+    Parameters
+    ----------
+    module
+        A model's torch module, already on ``device``.
+    data
+        The training cells.
+    config
+        Schedule, learning rate, batch size and seed.
+    device
+        Where the minibatches go.
+
+    Returns
+    -------
+    list of dict
+        One record per epoch: ``epoch``, ``stage`` and the cell-weighted epoch mean of every loss
+        term the module reports (``loss`` is their weighted sum).
+
+    Raises
+    ------
+    FloatingPointError
+        When a loss term is NaN or infinite, naming the term, the epoch and the stage.
+    """
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(config.epochs), desc=type(module).__name__, disable=None if config.progress else True)
+    for epoch in bar:
+        stage = stage_at(epoch, config)
+        if stage != module.stage:
+            module.set_stage(stage)
+            logger.info("epoch %d: entering stage %d (%s)", epoch, int(stage), stage.name.lower())
+        module.train()
+        sums: dict[str, float] = {}
+        for rows in minibatches(data.n_cells, config.batch_size, rng):
+            out = module.loss(data.batch(rows, device), generator)
+            names = list(out.terms)
+            values = torch.stack([out.terms[k].detach() for k in names]).tolist()
+            for name, value in zip(names, values):
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"loss term {name!r} became {value} at epoch {epoch} (stage {int(stage)}); "
+                        "lower lr, or check the counts for extreme library sizes"
+                    )
+                sums[name] = sums.get(name, 0.0) + value * len(rows)
+            optimiser.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimiser.step()
+        record = {"epoch": float(epoch), "stage": float(stage), **{k: v / data.n_cells for k, v in sums.items()}}
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False)
+    return history

@@ -1,0 +1,101 @@
+"""The stage schedule, minibatching, config validation and the finite-loss check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from multilivi.data import Cohort
+from multilivi.models.livi import LIVIConfig, SharedLatentModule
+from multilivi.models.train import CellBatches, Stage, TrainConfig, fit_module, minibatches, resolve_device, stage_at
+
+
+def test_stage_at_is_a_pure_function_of_the_epoch() -> None:
+    config = TrainConfig(epochs=10, warmup_epochs=4)
+    assert [stage_at(e, config) for e in range(10)] == [Stage.CELL_STATE] * 4 + [Stage.DONOR] * 6
+    with pytest.raises(ValueError, match="epoch"):
+        stage_at(-1, config)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"epochs": 1, "warmup_epochs": 1}, "epochs"),
+        ({"epochs": 5, "warmup_epochs": 5}, "warmup_epochs"),
+        ({"epochs": 5, "warmup_epochs": 0}, "warmup_epochs"),
+        ({"lr": 0.0}, "lr"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_train_config_range_checks_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"n_latent": 0}, "n_latent"), ({"n_v": -1}, "n_v"), ({"encoder_hidden": ()}, "encoder_hidden"),
+     ({"encoder_input": "log"}, "encoder_input"), ({"l1_weight": -1.0}, "l1_weight")],
+)  # fmt: skip
+def test_model_config_range_checks_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        LIVIConfig(**kwargs)
+
+
+def test_config_is_frozen_and_widths_become_a_tuple() -> None:
+    config = LIVIConfig(encoder_hidden=[64, 32])  # type: ignore[arg-type]
+    assert config.encoder_hidden == (64, 32)
+    with pytest.raises(AttributeError):
+        config.lr = 1.0  # type: ignore[misc]
+
+
+def test_minibatches_cover_every_cell_once_in_near_equal_batches() -> None:
+    batches = minibatches(1030, 256, np.random.default_rng(0))
+    assert len(batches) == 5 and {len(b) for b in batches} <= {206}
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1030))
+    again = minibatches(1030, 256, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+
+
+def test_cell_batches_are_dense_counts_with_library_sizes(ci_cohort: Cohort) -> None:
+    x = ci_cohort.counts("rna")
+    data = CellBatches({"rna": x}, ci_cohort.donor_index)
+    rows = np.array([5, 0, 17])
+    batch = data.batch(rows, torch.device("cpu"))
+    np.testing.assert_array_equal(batch["x"]["rna"].numpy(), x[rows].toarray())
+    np.testing.assert_allclose(batch["library"]["rna"].numpy().ravel(), x[rows].sum(1).A1)
+    assert batch["donor"].dtype == torch.int64
+
+
+def test_set_stage_switches_trainable_groups_and_donor_terms(ci_cohort: Cohort) -> None:
+    config = LIVIConfig(encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1)
+    module = SharedLatentModule(config, {"rna": 150}, ci_cohort.n_donors, {"rna": 1.0}, {"rna": "nb"})
+    assert module.stage is Stage.CELL_STATE and not module.donor_on
+    assert all(p.requires_grad for p in module.cell_state_parameters())
+    assert not any(p.requires_grad for p in module.donor_parameters())
+    module.set_stage(Stage.DONOR)
+    assert module.donor_on
+    assert not any(p.requires_grad for p in module.cell_state_parameters())
+    assert all(p.requires_grad for p in module.donor_parameters())
+    grouped = {id(p) for p in module.cell_state_parameters() + module.donor_parameters()}
+    assert grouped == {id(p) for p in module.parameters()}  # every parameter is in exactly one group
+
+
+def test_non_finite_loss_names_the_term_and_epoch(ci_cohort: Cohort) -> None:
+    config = LIVIConfig(epochs=3, warmup_epochs=1, encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1, progress=False)
+    module = SharedLatentModule(config, {"rna": 150}, ci_cohort.n_donors, {"rna": 1.0}, {"rna": "nb"})
+    with torch.no_grad():
+        module.decoders["rna"].log_theta.fill_(float("nan"))
+    data = CellBatches({"rna": ci_cohort.counts("rna")}, ci_cohort.donor_index)
+    with pytest.raises(FloatingPointError, match=r"'nll_rna'.*epoch 0"):
+        fit_module(module, data, config, torch.device("cpu"))
