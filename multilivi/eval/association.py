@@ -330,15 +330,21 @@ def scan_rotated(
         ``Sigma = s1 ((1 - delta) K + delta I)``.
     """
     w = null.weights  # (F, k)
-    gpy = (w * null.y_rot.T) @ g_rot  # (F, m)
-    gpg = w @ (g_rot * g_rot)  # (F, m)
-    r0 = null.r0[:, None]
+    gpy = (w * null.y_rot.T) @ g_rot  # (F, m)  g^T P y
+    gpg = w @ np.square(g_rot)  # (F, m)  g^T P g
+    n = null.n_donors
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = gpy / gpg
-        explained = np.minimum(gpy * alpha / r0, 1.0 - np.finfo(float).eps)  # 1 - r1 / r0
-        stat = -null.n_donors * np.log1p(-explained)
-        pvalues = special.erfc(np.sqrt(0.5 * stat))  # chi-square(1) survival function
-        se = np.sqrt(r0 * (1.0 - explained) / null.n_donors / gpg)
+        explained = np.multiply(gpy, alpha, out=gpy)  # r0 - r1, then 1 - r1 / r0
+        explained /= null.r0[:, None]
+        np.minimum(explained, 1.0 - np.finfo(float).eps, out=explained)
+        se = np.subtract(1.0, explained)  # r1 / r0
+        se *= (null.r0 / n)[:, None]  # alternative's ML scale s1
+        se /= gpg
+        np.sqrt(se, out=se)
+        half_stat = np.log1p(np.negative(explained, out=explained), out=explained)
+        half_stat *= -0.5 * n  # LRT / 2 = -(n / 2) log(r1 / r0)
+        pvalues = special.erfc(np.sqrt(half_stat, out=half_stat), out=half_stat)  # chi-square(1) sf
     return pvalues, alpha, se
 
 
@@ -442,12 +448,17 @@ def lmm_scan(
         stop = min(start + chunk_size, n_variants)
         g_std, sd, keep = standardise_variants(dosage[:, start:stop])
         n_skipped += int((~keep).sum())
-        p_chunk = np.full((n_factors, stop - start), np.nan)
-        b_chunk, s_chunk = p_chunk.copy(), p_chunk.copy()
-        if g_std.shape[1]:
+        columns = start + np.nonzero(keep)[0]
+        if not keep.all():
+            pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = np.nan, np.nan, np.nan
+        if columns.size:
             p, alpha, alpha_se = scanner.scan(g_std)
-            p_chunk[:, keep], b_chunk[:, keep], s_chunk[:, keep] = p, alpha / sd, alpha_se / sd
-        pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = p_chunk, b_chunk, s_chunk
+            alpha /= sd
+            alpha_se /= sd
+            if keep.all():
+                pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = p, alpha, alpha_se
+            else:
+                pvalues[:, columns], beta[:, columns], se[:, columns] = p, alpha, alpha_se
         logger.debug("scanned variants %d-%d of %d", start, stop, n_variants)
     if n_skipped:
         logger.info("skipped %d monomorphic variants of %d", n_skipped, n_variants)

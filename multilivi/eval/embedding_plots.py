@@ -1,0 +1,111 @@
+"""UMAP coordinates of a view and the grid figure of thesis Fig. 5 (rows = models/views, coloured by cell type)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def umap_coordinates(
+    view: NDArray[np.floating], *, max_cells: int = 5000, seed: int = 0, n_neighbors: int = 15
+) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """Two-dimensional UMAP of a view, on a fixed-seed subsample above ``max_cells``.
+
+    Parameters
+    ----------
+    view
+        (cells, dims) embedding.
+    max_cells
+        Cells embedded at most; larger views are subsampled without replacement.
+    seed
+        Seed of the subsample and of UMAP (run single-threaded, so the result is reproducible).
+    n_neighbors
+        UMAP neighbourhood size (capped at cells - 1).
+
+    Returns
+    -------
+    coords
+        (m, 2) coordinates.
+    idx
+        (m,) sorted row indices of ``view`` that were embedded.
+    """
+    import umap
+
+    view = np.asarray(view, dtype=np.float64)
+    if view.ndim != 2 or view.shape[0] < 3:
+        raise ValueError(f"view must be (cells, dims) with at least 3 cells, got shape {view.shape}")
+    idx = np.arange(view.shape[0])
+    if view.shape[0] > max_cells:
+        idx = np.sort(np.random.default_rng(seed).choice(view.shape[0], max_cells, replace=False))
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, idx.size - 1), random_state=seed, n_jobs=1)
+    return np.asarray(reducer.fit_transform(view[idx]), dtype=np.float64), idx
+
+
+def plot_umap_grid(
+    panels: Mapping[str, NDArray[np.floating]],
+    labels: Mapping[str, NDArray] | Sequence[NDArray] | NDArray,
+    *,
+    n_cols: int = 3,
+    title: str = "cell type",
+    point_size: float = 2.0,
+):
+    """Grid of UMAP panels, one per model/view, coloured by a shared categorical label.
+
+    Parameters
+    ----------
+    panels
+        Panel name (e.g. ``"livi / c"``) -> (m, 2) coordinates.
+    labels
+        One label array per panel (a mapping with the same keys, or a sequence in panel order),
+        or a single array used for every panel; each array has one entry per coordinate row.
+    n_cols
+        Panels per row.
+    title
+        Legend title.
+    point_size
+        Scatter marker size.
+
+    Returns
+    -------
+    matplotlib.figure.Figure (never saved here).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    names = list(panels)
+    if not names:
+        raise ValueError("panels is empty; pass at least one name -> coordinates entry")
+    if isinstance(labels, Mapping):
+        missing = [n for n in names if n not in labels]
+        if missing:
+            raise ValueError(f"labels has no entry for panels {missing}")
+        per_panel = [np.asarray(labels[n]).astype(str) for n in names]
+    elif isinstance(labels, np.ndarray) and labels.ndim == 1:
+        per_panel = [labels.astype(str)] * len(names)
+    else:
+        per_panel = [np.asarray(x).astype(str) for x in labels]
+    if len(per_panel) != len(names):
+        raise ValueError(f"{len(per_panel)} label arrays for {len(names)} panels")
+    for name, lab in zip(names, per_panel):
+        if len(lab) != len(panels[name]):
+            raise ValueError(f"panel {name!r} has {len(panels[name])} points but {len(lab)} labels")
+    categories = sorted(set(np.concatenate(per_panel)))
+    colours = dict(zip(categories, sns.color_palette("tab20" if len(categories) > 10 else "tab10", len(categories))))
+    n_rows = -(-len(names) // n_cols)
+    fig, axes = plt.subplots(n_rows, min(n_cols, len(names)), figsize=(3.2 * min(n_cols, len(names)), 3.2 * n_rows),
+                             squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name, lab in zip(axes.flat, names, per_panel):
+        coords = np.asarray(panels[name])
+        ax.scatter(coords[:, 0], coords[:, 1], s=point_size, c=[colours[x] for x in lab], linewidths=0,
+                   rasterized=True)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in categories]
+    fig.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,153 @@
+"""Linear probes: how well a multinomial logistic regression reads a label off a view."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from multilivi.eval.records import MetricResult, skipped
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Per-split scores of one probe.
+
+    Attributes
+    ----------
+    task
+        Label name, e.g. ``"cell_type"``; prefixes the metric names.
+    accuracy, balanced_accuracy
+        (n_seeds,) test-set scores, one per stratified split.
+    per_class
+        Class -> (n_seeds,) recall of that class on each split.
+    higher_is_better
+        False for leakage probes (e.g. donor identity from the cell-state view).
+    dropped_classes
+        Classes with fewer than two cells, left out before splitting.
+    reason
+        Why the probe could not run; empty when it did.
+    """
+
+    task: str
+    accuracy: NDArray[np.float64]
+    balanced_accuracy: NDArray[np.float64]
+    per_class: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    higher_is_better: bool = True
+    dropped_classes: tuple[str, ...] = ()
+    reason: str = ""
+
+    def metrics(self) -> list[MetricResult]:
+        """``<task>_accuracy`` and ``<task>_balanced_accuracy``: mean over splits; sd and per-class recall in details."""
+        names = (f"{self.task}_accuracy", f"{self.task}_balanced_accuracy")
+        if self.reason:
+            return [skipped(name, self.reason, self.higher_is_better) for name in names]
+        per_class = {label: float(np.mean(v)) for label, v in self.per_class.items()}
+        results = []
+        for name, values in zip(names, (self.accuracy, self.balanced_accuracy)):
+            details = {
+                "sd": float(np.std(values, ddof=1)) if values.size > 1 else 0.0,
+                "n_seeds": int(values.size),
+                "per_class_accuracy": per_class,
+                "dropped_classes": list(self.dropped_classes),
+            }
+            results.append(MetricResult(name, float(np.mean(values)), self.higher_is_better, details))
+        return results
+
+
+def probe(
+    view: NDArray[np.floating],
+    labels: NDArray | None,
+    *,
+    task: str,
+    n_seeds: int = 5,
+    test_size: float = 0.2,
+    max_cells: int | None = None,
+    seed: int = 0,
+    higher_is_better: bool = True,
+    max_iter: int = 1000,
+) -> ProbeResult:
+    """Multinomial logistic regression on the standardised view, over stratified train/test splits.
+
+    Parameters
+    ----------
+    view
+        (cells, dims) embedding.
+    labels
+        (cells,) class labels, or None when the label column does not exist (the probe is skipped).
+    task
+        Name of the label; metric names are ``<task>_accuracy`` and ``<task>_balanced_accuracy``.
+    n_seeds
+        Number of stratified splits (split ``i`` uses random state ``seed + i``).
+    test_size
+        Fraction of cells held out per split.
+    max_cells
+        If set, a fixed-seed subsample of this many cells is probed.
+    seed
+        Seed of the subsample and of the splits.
+    higher_is_better
+        Pass False for leakage probes.
+    max_iter
+        Iterations of the lbfgs solver.
+
+    Returns
+    -------
+    ProbeResult
+        With ``reason`` set (and no scores) when fewer than two classes have two or more cells.
+    """
+    empty = np.empty(0)
+    if labels is None:
+        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better,
+                           reason=f"no {task!r} labels for these cells")
+    view = np.asarray(view, dtype=np.float64)
+    labels = np.asarray(labels).astype(str)
+    if view.ndim != 2 or labels.shape != (view.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape} but view has shape {view.shape}; need one label per row")
+    if not np.isfinite(view).all():
+        raise ValueError("view contains NaN or inf; probes need finite embeddings")
+    if max_cells is not None and view.shape[0] > max_cells:
+        keep = np.sort(np.random.default_rng(seed).choice(view.shape[0], max_cells, replace=False))
+        view, labels = view[keep], labels[keep]
+    classes, counts = np.unique(labels, return_counts=True)
+    dropped = tuple(str(c) for c in classes[counts < 2])
+    if dropped:
+        logger.info("probe %s: dropping %d classes with a single cell", task, len(dropped))
+        kept = ~np.isin(labels, dropped)
+        view, labels = view[kept], labels[kept]
+        classes = classes[counts >= 2]
+    if classes.size < 2:
+        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,
+                           reason=f"{task!r} has {classes.size} class(es) with two or more cells; need at least two")
+    n_test = int(np.ceil(test_size * labels.size))
+    if n_test < classes.size or labels.size - n_test < classes.size:
+        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,
+                           reason=f"{labels.size} cells cannot be split {1 - test_size:.0%}/{test_size:.0%} "
+                           f"with every one of {classes.size} classes on both sides")
+    accuracy, balanced, per_class = [], [], {str(c): [] for c in classes}
+    for i in range(n_seeds):
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + i)
+        train, test = next(splitter.split(view, labels))
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+        predicted = model.fit(view[train], labels[train]).predict(view[test])
+        accuracy.append(accuracy_score(labels[test], predicted))
+        balanced.append(balanced_accuracy_score(labels[test], predicted))
+        recalls = recall_score(labels[test], predicted, labels=classes, average=None, zero_division=0.0)
+        for c, r in zip(classes, recalls):
+            per_class[str(c)].append(r)
+    return ProbeResult(
+        task,
+        np.array(accuracy),
+        np.array(balanced),
+        {c: np.array(v) for c, v in per_class.items()},
+        higher_is_better=higher_is_better,
+        dropped_classes=dropped,
+    )

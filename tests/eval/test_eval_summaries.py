@@ -1,0 +1,116 @@
+"""Reconstruction summaries, donor phenotypes, ground-truth scores and UMAP figures."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multilivi.eval.association import lmm_scan
+from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
+from multilivi.eval.phenotypes import donor_means
+from multilivi.eval.reconstruction import reconstruction_summary
+from multilivi.eval.records import MetricResult, skipped
+from multilivi.eval.truth import association_truth, cell_state_recovery, factor_recovery
+
+
+def test_metric_result_is_frozen_and_typed():
+    result = MetricResult("x", np.float32(0.5), True)
+    assert type(result.value) is float
+    with pytest.raises(AttributeError):
+        result.value = 1.0
+    assert skipped("x", "no labels", True).status == "skipped"
+    with pytest.raises(ValueError, match="reason"):
+        MetricResult("x", 1.0, True, status="skipped")
+
+
+def test_reconstruction_summary_means_and_breakdown():
+    nll = {"rna": np.array([10.0, 20.0, 30.0, 40.0]), "prot": np.array([1.0, 3.0, 5.0, 7.0])}
+    cell_type = np.array(["B", "B", "T", "T"])
+    results = {r.name: r for r in reconstruction_summary(nll, {"rna": 100, "prot": 10}, cell_type)}
+    assert results["nll_per_cell_rna"].value == 25.0
+    assert results["nll_per_feature_rna"].value == 0.25
+    assert results["nll_per_cell_prot"].details["per_cell_type"] == {"B": 2.0, "T": 6.0}
+    assert results["nll_per_feature_prot"].details["per_cell_type"] == {"B": 0.2, "T": 0.6}
+    assert not any(r.higher_is_better for r in results.values())
+    bad = reconstruction_summary({"rna": np.array([np.nan, 1.0])}, {"rna": 5})
+    assert all(r.status == "skipped" for r in bad)
+
+
+def test_donor_means_with_and_without_cell_types():
+    view = np.arange(12, dtype=float).reshape(6, 2)
+    donors = np.array(["b", "a", "a", "b", "c", "b"])
+    plain = donor_means(view, donors, min_cells=1)
+    np.testing.assert_allclose(plain.loc["a"], view[[1, 2]].mean(0))
+    assert list(plain.index) == ["a", "b", "c"]
+    assert list(donor_means(view, donors, min_cells=2).index) == ["a", "b"]
+    cell_type = np.array(["x", "x", "y", "y", "x", "y"])
+    wide = donor_means(view, donors, cell_type=cell_type, min_cells=1)
+    assert list(wide.columns) == ["x:dim0", "x:dim1", "y:dim0", "y:dim1"]
+    np.testing.assert_allclose(wide.loc["b", ["y:dim0", "y:dim1"]], view[[3, 5]].mean(0))
+    # donor c has no 'y' cells: filled with the mean over the donors that have them
+    np.testing.assert_allclose(wide.loc["c", "y:dim0"], np.mean([view[2, 0], view[[3, 5], 0].mean()]))
+
+
+def test_factor_and_cell_state_recovery():
+    rng = np.random.default_rng(0)
+    donors = [f"d{i}" for i in range(50)]
+    truth = pd.DataFrame(rng.normal(size=(50, 2)), index=donors, columns=["p0", "p1"])
+    learned = pd.DataFrame({"f0": rng.normal(size=50), "f1": -2 * truth["p1"].to_numpy(),
+                            "f2": truth["p0"].to_numpy() + 0.1 * rng.normal(size=50)}, index=donors)
+    result = factor_recovery(truth, learned.iloc[::-1])  # rows matched by name, not position
+    assert result[0].details["per_program"]["p1"] == pytest.approx(1.0)
+    assert result[0].details["best_factor"] == {"p0": "f2", "p1": "f1"}
+    assert 0.98 < result[0].value <= 1.0
+    with pytest.raises(ValueError, match="d0"):
+        factor_recovery(truth, learned.drop(index="d0"))
+    state = rng.normal(size=(400, 3))
+    rotated = state @ rng.normal(size=(3, 5))
+    assert cell_state_recovery(state, rotated)[0].value == pytest.approx(1.0)
+    assert cell_state_recovery(state, rng.normal(size=(400, 5)))[0].value < 0.1
+
+
+def test_association_truth_power_fdr_and_null_lambda():
+    rng = np.random.default_rng(2)
+    n, n_variants = 150, 400
+    dosage = rng.binomial(2, rng.uniform(0.1, 0.5, n_variants), size=(n, n_variants)).astype(float)
+    donors = [f"d{i}" for i in range(n)]
+    variants = [f"v{i}" for i in range(n_variants)]
+    y = rng.normal(size=(n, 3))
+    causal = ["v0", "v1", "v2", "v3"]
+    for j, f in zip(range(4), (0, 0, 1, 2)):
+        y[:, f] += 0.7 * (dosage[:, j] - dosage[:, j].mean()) / dosage[:, j].std()
+    phenotypes = pd.DataFrame(y, index=donors, columns=["D0", "D1", "D2"])
+    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, engine="ols")
+    scores = {m.name: m for m in association_truth(result, causal, variants[4:])}
+    assert scores["power"].value == 1.0
+    hits = set(result.hits()["variant"])
+    assert scores["empirical_fdr"].value == pytest.approx(len(hits - set(causal)) / len(hits))
+    assert 0.8 < scores["lambda_gc_null"].value < 1.2
+
+
+def test_umap_grid_has_one_panel_per_view():
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(90, 2))
+    labels = np.repeat(["B", "T", "NK"], 30)
+    fig = plot_umap_grid({"livi / c": coords, "pca": coords[:, ::-1], "dmlivi / shared": -coords}, labels,
+                         n_cols=2)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["livi / c", "pca", "dmlivi / shared"]
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["B", "NK", "T"]
+    with pytest.raises(ValueError, match="labels"):
+        plot_umap_grid({"a": coords}, labels[:10])
+
+
+@pytest.mark.slow  # numba compiles umap-learn on first use (~20 s)
+def test_umap_coordinates_are_reproducible_subsamples():
+    rng = np.random.default_rng(0)
+    view = rng.normal(size=(120, 4)) + 4 * np.repeat(np.eye(3, 4), 40, axis=0)
+    coords, idx = umap_coordinates(view, max_cells=90, seed=0)
+    again, idx_again = umap_coordinates(view, max_cells=90, seed=0)
+    assert coords.shape == (90, 2) and np.array_equal(idx, idx_again)
+    np.testing.assert_allclose(coords, again)
