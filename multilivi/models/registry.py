@@ -23,3 +23,13 @@ def get_family(name: str) -> tuple[type[ModelBase], type[ModelConfig]]:
     close = difflib.get_close_matches(name, FAMILIES, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"unknown model family {name!r}{hint}; known: {', '.join(FAMILIES)}")
+
+
+def model_class(name: str) -> type[ModelBase]:
+    """The model class of a family (see :func:`get_family`)."""
+    return get_family(name)[0]
+
+
+def config_class(name: str) -> type[ModelConfig]:
+    """The config class of a family (see :func:`get_family`)."""
+    return get_family(name)[1]

@@ -1,0 +1,1 @@
+"""The benchmark harness: model specs, presets and (later) the compare CLI."""
