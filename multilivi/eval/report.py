@@ -377,10 +377,30 @@ def _config_text(config: Mapping[str, Any], prefix: str = "") -> list[str]:
     return items
 
 
+_MODEL_COLUMNS = frozenset({"family", "config", "fit_seconds", "cached", "status", "reason"})
+
+
+def _meta_cell(value: Any) -> Cell:
+    """A run-summary cell: ints with thousands separators, mappings as ``key (value)``, None as n/a."""
+    if value is None:
+        return Cell("n/a", muted=True)
+    if isinstance(value, bool):
+        return Cell("yes" if value else "no")
+    if isinstance(value, int):
+        return Cell(f"{value:,}", numeric=True)
+    if isinstance(value, float):
+        return Cell(format_number(value), numeric=True)
+    if isinstance(value, Mapping):
+        return Cell(", ".join(f"{k} ({v:,})" if isinstance(v, int) else f"{k} ({v})" for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return Cell(", ".join(map(str, value)))
+    return Cell(str(value))
+
+
 def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataFrame) -> list[Block]:
     blocks: list[Block] = [Heading("Run summary")]
-    run = [f"created {meta.get('created', 'n/a')}", f"preset `{meta.get('preset', 'n/a')}`",
-           f"seed {meta.get('seed', 'n/a')}", f"git `{str(meta.get('git_sha', 'n/a'))[:12]}`"]
+    run = [f"created {meta.get('created') or 'n/a'}", f"preset `{meta.get('preset') or 'n/a'}`",
+           f"seed {meta.get('seed', 'n/a')}", f"git `{str(meta.get('git_sha') or 'n/a')[:12]}`"]
     wall = meta.get("wall_seconds")
     if isinstance(wall, (int, float)):
         run.append(f"wall time {format_number(float(wall))} s")
@@ -392,16 +412,9 @@ def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataF
     dataset = dict(meta.get("dataset", {}))
     blocks.append(Heading("Dataset", 3))
     keys = ("name", "n_cells", "n_donors", "modalities", "n_variants")
-    rows = []
-    for key in keys:
-        value = dataset.get(key, "n/a")
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(map(str, value))
-        rows.append((Cell(key), Cell(f"{value:,}" if isinstance(value, int) else str(value),
-                                     numeric=isinstance(value, (int, float)))))
-    for key, value in dataset.items():
-        if key not in keys and key not in ("semi_synthetic", "note"):
-            rows.append((Cell(key), Cell(str(value))))
+    rows = [(Cell(key), _meta_cell(dataset.get(key))) for key in keys]
+    rows += [(Cell(key), _meta_cell(value)) for key, value in dataset.items()
+             if key not in keys and key not in ("semi_synthetic", "note")]
     blocks.append(Table(("property", "value"), tuple(rows)))
     if dataset.get("semi_synthetic"):
         note = dataset.get("note", "")
@@ -417,9 +430,11 @@ def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataF
     for name in list(dict.fromkeys([*models, *model_order(scores)])):
         info = dict(models.get(name, {}))
         fit = info.get("fit_seconds")
-        config = "; ".join(_config_text(dict(info.get("config", {})))) or "—"
+        settings = {k: v for k, v in info.items() if k not in _MODEL_COLUMNS} | dict(info.get("config") or {})
+        config = "; ".join(_config_text(settings)) or "—"
+        status = str(info.get("status", "n/a")) + (f": {info['reason']}" if info.get("reason") else "")
         model_rows.append((
-            Cell(name), Cell(str(info.get("family", "n/a"))), Cell(str(info.get("status", "n/a"))),
+            Cell(name), Cell(str(info.get("family", "n/a"))), Cell(status),
             Cell("yes" if info.get("cached") else "no"),
             Cell(format_number(float(fit)) if isinstance(fit, (int, float)) else "n/a", numeric=True),
             Cell(config),

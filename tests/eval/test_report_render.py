@@ -82,9 +82,12 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
 def synthetic_meta() -> dict:
     models = {m: {"family": m.split("-")[0], "config": {"n_factors": 10, "lambda_prot": 50, "train": {"epochs": 3}},
                   "fit_seconds": 42.0, "cached": m == "livi", "status": "ok"} for m in CELL_VIEWS}
+    models["emb-scvi"] = {"family": "emb", "path": "/data/scvi.h5ad", "status": "ok"}
+    models["pca"] = {"family": "pca", "n_components": 30, "status": "skipped", "reason": "no protein counts"}
     return {
-        "dataset": {"name": "sim-ci", "n_cells": 1200, "n_donors": 24, "modalities": ["rna", "prot"],
-                    "n_variants": 2000, "semi_synthetic": True, "note": "genotypes drawn from HWE at random MAF"},
+        "dataset": {"name": "sim-ci", "n_cells": 1200, "n_donors": 24, "modalities": {"rna": 2000, "prot": 30},
+                    "n_variants": 2000, "semi_synthetic": True, "note": "genotypes drawn from HWE at random MAF",
+                    "data_hash": "ab12cd", "simulated_truth": True},
         "models": models, "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.4.0", "multilivi": "0.1.0"},
         "git_sha": "0123456789abcdef", "argv": ["benchmarks.compare", "--preset", "ci"], "created": "2025-01-01T00:00:00",
         "seed": 0, "preset": "ci", "wall_seconds": 321.5,
@@ -134,6 +137,10 @@ def test_sections_in_order(report):
     for section in SECTIONS:
         assert f">{section}</h2>" in page
     assert "genotypes of this cohort are simulated" in text
+    summary = text[text.index("## Run summary"):text.index("## Reconstruction")]
+    assert "| modalities | rna (2,000), prot (30) |" in summary
+    assert "train.epochs=3" in summary and "path=/data/scvi.h5ad" in summary
+    assert "skipped: no protein counts" in summary
     assert text.index("umap_grid.png") > text.index("## UMAP")
     assert text.index("## Association") < text.index("qq_D.png") < text.index("## Ground truth")
 
