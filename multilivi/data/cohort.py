@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -101,7 +102,9 @@ class Cohort:
         _check_cells_per_donor(obs["donor"], min_cells_per_donor)
 
         self.name = name
-        self.mdata = md.MuData(modalities)
+        with warnings.catch_warnings():  # a gene and an antibody may share a name (CD14): legitimate in CITE-seq
+            warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
+            self.mdata = md.MuData(modalities)
         self.mdata.obs = obs.loc[self.mdata.obs_names]
         self.donor_names = pd.Index(sorted(obs["donor"].unique()), name="donor")
         self.genotypes = None if genotypes is None else genotypes.subset_donors(self.donor_names)
