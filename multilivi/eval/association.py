@@ -281,10 +281,14 @@ class _Likelihood:
         return -0.5 * (df * (np.log(2 * np.pi) + 1.0 + np.log(self.residual(delta) / df)) + logdet)
 
     def score(self, delta: NDArray) -> NDArray:
-        d = _diag(self.lam, delta)
-        num = np.einsum("fi,fi->f", self.y2 * (1.0 - self.lam), 1.0 / d**2)
-        trace = ((1.0 - self.logdet_eig) / _diag(self.logdet_eig, delta)).sum(axis=1)
-        return 0.5 * (self.df * num / self.residual(delta) - trace)
+        """Derivative of :meth:`lml` in ``delta``: ``df/2 (y^T P D' P y) / (y^T P y) - tr(D' D^-1) / 2``."""
+        inv = 1.0 / _diag(self.lam, delta)
+        weighted = self.y2 * inv
+        num = np.einsum("fi,fi->f", weighted * inv, np.broadcast_to(1.0 - self.lam, inv.shape))
+        residual = weighted.sum(axis=1)
+        logdet_inv = inv if self.logdet_eig is self.lam else 1.0 / _diag(self.logdet_eig, delta)
+        trace = logdet_inv @ (1.0 - self.logdet_eig)
+        return 0.5 * (self.df * num / residual - trace)
 
     def maximise(self, lowest: float) -> NDArray:
         """``delta`` in ``[lowest, 1]`` maximising the likelihood, per factor."""
@@ -405,7 +409,7 @@ def lmm_scan(
         raise ValueError(f"engine={engine!r} needs a kinship matrix; pass kinship= or use engine='ols'")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    donors = [str(d) for d in donors]
+    donors = list(map(str, donors))
     dosage = np.asarray(dosage)
     n = len(donors)
     if dosage.ndim != 2 or dosage.shape[0] != n:
@@ -451,14 +455,14 @@ def lmm_scan(
         columns = start + np.nonzero(keep)[0]
         if not keep.all():
             pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = np.nan, np.nan, np.nan
-        if columns.size:
+        if keep.all():
             p, alpha, alpha_se = scanner.scan(g_std)
-            alpha /= sd
-            alpha_se /= sd
-            if keep.all():
-                pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = p, alpha, alpha_se
-            else:
-                pvalues[:, columns], beta[:, columns], se[:, columns] = p, alpha, alpha_se
+            pvalues[:, start:stop] = p
+            np.divide(alpha, sd, out=beta[:, start:stop])  # back to the dosage scale
+            np.divide(alpha_se, sd, out=se[:, start:stop])
+        elif columns.size:
+            p, alpha, alpha_se = scanner.scan(g_std)
+            pvalues[:, columns], beta[:, columns], se[:, columns] = p, alpha / sd, alpha_se / sd
         logger.debug("scanned variants %d-%d of %d", start, stop, n_variants)
     if n_skipped:
         logger.info("skipped %d monomorphic variants of %d", n_skipped, n_variants)
@@ -467,7 +471,7 @@ def lmm_scan(
             array.flush()
     return AssociationResult(
         factors=tuple(str(c) for c in y_frame.columns),
-        variants=tuple(str(v) for v in variant_ids),
+        variants=tuple(map(str, variant_ids)),
         pvalues=pvalues,
         beta=beta,
         se=se,
@@ -533,7 +537,8 @@ def _align(frame: pd.DataFrame, donors: list[str], what: str) -> pd.DataFrame:
     index = frame.index.astype(str)
     if index.has_duplicates:
         raise ValueError(f"{what} has duplicated donor names in its index, e.g. {index[index.duplicated()][:3].tolist()}")
-    missing = [d for d in donors if d not in set(index)]
+    present = set(index)
+    missing = [d for d in donors if d not in present]
     if missing:
         raise ValueError(
             f"{len(missing)} of {len(donors)} donors are missing from the {what} index, e.g. {missing[:5]}; "

@@ -114,3 +114,19 @@ def test_umap_coordinates_are_reproducible_subsamples():
     again, idx_again = umap_coordinates(view, max_cells=90, seed=0)
     assert coords.shape == (90, 2) and np.array_equal(idx, idx_again)
     np.testing.assert_allclose(coords, again)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_simulator_true_donor_factors_are_found():
+    from multilivi.data.simulate import simulate
+
+    cohort = simulate(seed=0, mean_cells_per_donor=20.0, n_genes=200)
+    truth, genotypes = cohort.truth, cohort.genotypes
+    donors = [str(d) for d in genotypes.donors]
+    phenotypes = pd.concat([truth.donor_factors, truth.persistent_factors], axis=1)
+    result = lmm_scan(phenotypes, genotypes.dosage, donors=donors, variant_ids=list(genotypes.variants["id"]),
+                      kinship=cohort.kinship.loc[donors, donors].to_numpy())
+    scores = {m.name: m.value for m in association_truth(
+        result, [str(v) for v in truth.causal_variants], [str(v) for v in truth.null_variants])}
+    assert scores["power"] >= 0.9
+    assert 0.85 <= scores["lambda_gc_null"] <= 1.15
