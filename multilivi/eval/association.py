@@ -54,8 +54,6 @@ class NullModel:
         (donors - p, donors) ``R = U^T C^T``; maps donor vectors to decorrelated error contrasts.
     lam
         (donors - p,) eigenvalues of ``C^T K C`` (zeros without kinship).
-    kinship_eigenvalues
-        (donors,) thresholded eigenvalues of ``K`` (used by the ML likelihood).
     y_rot
         (donors - p, factors) rotated phenotypes.
     delta
@@ -68,7 +66,6 @@ class NullModel:
 
     rotation: NDArray[np.float64]
     lam: NDArray[np.float64]
-    kinship_eigenvalues: NDArray[np.float64]
     y_rot: NDArray[np.float64]
     delta: NDArray[np.float64]
     lml: NDArray[np.float64]
@@ -135,16 +132,16 @@ class AssociationResult:
             {
                 "factor": np.asarray(self.factors, dtype=object)[rows],
                 "variant": np.asarray(self.variants, dtype=object)[cols],
-                "beta": np.asarray(self.beta[rows, cols], dtype=float) if rows.size else [],
-                "se": np.asarray(self.se[rows, cols], dtype=float) if rows.size else [],
-                "pvalue": np.asarray(self.pvalues[rows, cols], dtype=float) if rows.size else [],
+                "beta": np.asarray(self.beta[rows, cols], dtype=float),
+                "se": np.asarray(self.se[rows, cols], dtype=float),
+                "pvalue": np.asarray(self.pvalues[rows, cols], dtype=float),
                 "qvalue": q,
             }
         )
         return table.sort_values("pvalue", kind="stable").reset_index(drop=True)
 
     def lambda_gc(self) -> float:
-        """Genomic-control inflation over all tests."""
+        """Genomic-control inflation over all tests (reads the whole p-value matrix once)."""
         return fdr_mod.genomic_control_lambda(np.asarray(self.pvalues))
 
     def summary(self, fdr: float = 0.05) -> list[MetricResult]:
@@ -260,7 +257,7 @@ def fit_null(
                 lowest,
                 int(np.sum(delta <= lowest)),
             )
-    return NullModel(rotation, lam, s_full, y_rot, delta, problem.lml(delta), problem.residual(delta))
+    return NullModel(rotation, lam, y_rot, delta, problem.lml(delta), problem.residual(delta))
 
 
 class _Likelihood:
@@ -284,7 +281,7 @@ class _Likelihood:
         """Derivative of :meth:`lml` in ``delta``: ``df/2 (y^T P D' P y) / (y^T P y) - tr(D' D^-1) / 2``."""
         inv = 1.0 / _diag(self.lam, delta)
         weighted = self.y2 * inv
-        num = np.einsum("fi,fi->f", weighted * inv, np.broadcast_to(1.0 - self.lam, inv.shape))
+        num = (weighted * inv) @ (1.0 - self.lam)
         residual = weighted.sum(axis=1)
         logdet_inv = inv if self.logdet_eig is self.lam else 1.0 / _diag(self.logdet_eig, delta)
         trace = logdet_inv @ (1.0 - self.logdet_eig)

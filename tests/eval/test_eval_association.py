@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from glimix_core.lmm import LMM
+from numpy_sugar.linalg import economic_qs
 from scipy import special, stats
 
 from multilivi.eval.association import fit_null, lmm_scan, rank_inverse_normal, scan_rotated, standardise_variants
@@ -224,6 +226,12 @@ def test_ml_null_and_quantile_normalisation(data):
     args = dict(donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates)
     ml = lmm_scan(phenotypes, dosage, reml=False, **args)
     assert not ml.reml and np.isfinite(ml.pvalues).all()
+    reference = LMM(phenotypes["D0"].to_numpy(), design(data), economic_qs(kinship), restricted=False)
+    reference.delta = 0.3
+    reference.fix("delta")
+    reference.fit(verbose=False)
+    ours = fit_null(phenotypes[["D0"]].to_numpy(), design(data), kinship, reml=False, delta=np.array([0.3]))
+    assert ours.lml[0] == pytest.approx(reference.lml(), rel=1e-12)
     normalised = lmm_scan(phenotypes, dosage, quantile_normalise=True, **args)
     by_hand = lmm_scan(rank_inverse_normal(phenotypes), dosage, **args)
     np.testing.assert_allclose(normalised.pvalues, by_hand.pvalues)
