@@ -525,7 +525,7 @@ class _GlimixEngine:
             pvalues[f] = special.erfc(np.sqrt(0.5 * stat))
             alpha[f] = out["effsizes1"]
             # glimix-core's multi-covariate branch returns sqrt(diag((E^T B E)^-1)) without the scale.
-            se[f] = out["effsizes1_se"] * np.sqrt(out["scale"]) if self.multi_covariate else out["effsizes1_se"]
+            se[f] = out["effsizes1_se"] * (np.sqrt(out["scale"]) if self.multi_covariate else 1.0)
         return pvalues, alpha, se
 
 
@@ -533,7 +533,8 @@ def _align(frame: pd.DataFrame, donors: list[str], what: str) -> pd.DataFrame:
     """Rows of ``frame`` in the order of ``donors``, matched by name."""
     index = frame.index.astype(str)
     if index.has_duplicates:
-        raise ValueError(f"{what} has duplicated donor names in its index, e.g. {index[index.duplicated()][:3].tolist()}")
+        duplicated = index[index.duplicated()][:3].tolist()
+        raise ValueError(f"{what} has duplicated donor names in its index, e.g. {duplicated}")
     present = set(index)
     missing = [d for d in donors if d not in present]
     if missing:

@@ -1,4 +1,4 @@
-"""UMAP coordinates of a view and the grid figure of thesis Fig. 5 (rows = models/views, coloured by cell type)."""
+"""UMAP coordinates of a view, and the grid figure of thesis Fig. 5 (a panel per model/view, by cell type)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def umap_coordinates(
     idx = np.arange(view.shape[0])
     if view.shape[0] > max_cells:
         idx = np.sort(np.random.default_rng(seed).choice(view.shape[0], max_cells, replace=False))
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, idx.size - 1), random_state=seed, n_jobs=1)
+    n_neighbors = min(n_neighbors, idx.size - 1)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed, n_jobs=1)
     return np.asarray(reducer.fit_transform(view[idx]), dtype=np.float64), idx
 
 
@@ -92,10 +93,11 @@ def plot_umap_grid(
         if len(lab) != len(panels[name]):
             raise ValueError(f"panel {name!r} has {len(panels[name])} points but {len(lab)} labels")
     categories = sorted(set(np.concatenate(per_panel)))
-    colours = dict(zip(categories, sns.color_palette("tab20" if len(categories) > 10 else "tab10", len(categories))))
+    palette = sns.color_palette("tab20" if len(categories) > 10 else "tab10", len(categories))
+    colours = dict(zip(categories, palette))
     n_rows = -(-len(names) // n_cols)
-    fig, axes = plt.subplots(n_rows, min(n_cols, len(names)), figsize=(3.2 * min(n_cols, len(names)), 3.2 * n_rows),
-                             squeeze=False)
+    n_cols = min(n_cols, len(names))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 3.2 * n_rows), squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax, name, lab in zip(axes.flat, names, per_panel):

@@ -42,7 +42,9 @@ def donor_means(
     view = np.asarray(view, dtype=np.float64)
     donors = np.asarray(donors).astype(str)
     if view.ndim != 2 or donors.shape != (view.shape[0],):
-        raise ValueError(f"donors has shape {donors.shape} but view has shape {view.shape}; need one donor per row")
+        raise ValueError(
+            f"donors has shape {donors.shape} but view has shape {view.shape}; need one donor per row"
+        )
     if cell_type is not None and len(cell_type) != view.shape[0]:
         raise ValueError(f"cell_type has {len(cell_type)} entries but view has {view.shape[0]} rows")
     if min_cells < 1:
@@ -65,7 +67,7 @@ def donor_means(
     wide = wide.reindex(sorted(enough)).dropna(axis=1, how="all")
     n_filled = int(wide.isna().to_numpy().sum())
     if n_filled:
-        logger.info("filled %d donor x cell-type means (fewer than %d cells) with column means", n_filled, min_cells)
+        logger.info("filled %d donor x cell-type means (< %d cells) with column means", n_filled, min_cells)
     wide = wide.fillna(wide.mean())
     wide.columns = [f"{ct}:{dim}" for ct, dim in wide.columns]
     return wide

@@ -47,7 +47,10 @@ class ProbeResult:
     reason: str = ""
 
     def metrics(self) -> list[MetricResult]:
-        """``<task>_accuracy`` and ``<task>_balanced_accuracy``: mean over splits; sd and per-class recall in details."""
+        """``<task>_accuracy`` and ``<task>_balanced_accuracy``: means over splits.
+
+        The sd over splits and the per-class recall (mean over splits) are in ``details``.
+        """
         names = (f"{self.task}_accuracy", f"{self.task}_balanced_accuracy")
         if self.reason:
             return [skipped(name, self.reason, self.higher_is_better) for name in names]
@@ -111,7 +114,9 @@ def probe(
     view = np.asarray(view, dtype=np.float64)
     labels = np.asarray(labels).astype(str)
     if view.ndim != 2 or labels.shape != (view.shape[0],):
-        raise ValueError(f"labels has shape {labels.shape} but view has shape {view.shape}; need one label per row")
+        raise ValueError(
+            f"labels has shape {labels.shape} but view has shape {view.shape}; need one label per row"
+        )
     if not np.isfinite(view).all():
         raise ValueError("view contains NaN or inf; probes need finite embeddings")
     if max_cells is not None and view.shape[0] > max_cells:
@@ -126,7 +131,8 @@ def probe(
         classes = classes[counts >= 2]
     if classes.size < 2:
         return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,
-                           reason=f"{task!r} has {classes.size} class(es) with two or more cells; need at least two")
+                           reason=f"{task!r} has {classes.size} class(es) with two or more cells; "
+                           "need at least two")
     n_test = int(np.ceil(test_size * labels.size))
     if n_test < classes.size or labels.size - n_test < classes.size:
         return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,

@@ -37,14 +37,16 @@ def reconstruction_summary(
         values = np.asarray(values, dtype=np.float64)
         names = (f"nll_per_cell_{modality}", f"nll_per_feature_{modality}")
         if modality not in n_features or n_features[modality] < 1:
-            raise ValueError(f"n_features has no positive count for modality {modality!r}; pass it with the NLL")
+            raise ValueError(f"n_features lacks a positive count for {modality!r}; pass one per modality")
         if cell_type is not None and len(cell_type) != values.size:
-            raise ValueError(f"cell_type has {len(cell_type)} entries but the {modality!r} NLL has {values.size}")
+            raise ValueError(f"cell_type has {len(cell_type)} entries, nll[{modality!r}] has {values.size}")
         if values.size == 0 or not np.isfinite(values).all():
-            reason = f"{modality!r} NLL is empty" if values.size == 0 else f"{modality!r} NLL has NaN or inf entries"
+            reason = f"{modality!r} NLL " + ("is empty" if values.size == 0 else "has NaN or inf entries")
             results += [skipped(name, reason, higher_is_better=False) for name in names]
             continue
-        per_type = {} if cell_type is None else pd.Series(values).groupby(np.asarray(cell_type)).mean().to_dict()
+        per_type = {}
+        if cell_type is not None:
+            per_type = pd.Series(values).groupby(np.asarray(cell_type)).mean().to_dict()
         for name, divisor in zip(names, (1, n_features[modality])):
             details = {
                 "n_cells": int(values.size),

@@ -1,4 +1,4 @@
-"""Scores against the ground truth of a simulated cohort: association power and FDR, factor and state recovery."""
+"""Scores against a simulated cohort's ground truth: association power and FDR, factor and state recovery."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def association_truth(
     index = {v: j for j, v in enumerate(result.variants)}
     absent = [v for v in (*causal_variants, *null_variants) if v not in index]
     if absent:
-        raise ValueError(f"{len(absent)} truth variants are not in the scan, e.g. {absent[:5]}; scan all of them")
+        raise ValueError(f"{len(absent)} truth variants are not in the scan, e.g. {absent[:5]}; scan all")
     significant = set(result.hits(fdr)["variant"])
     causal, null = set(causal_variants), set(null_variants)
     details = {"fdr": fdr, "n_causal": len(causal), "n_null": len(null)}
@@ -56,8 +56,11 @@ def association_truth(
     empirical = MetricResult("empirical_fdr", false / max(found + false, 1), False,
                              {**details, "n_false": false, "n_significant": found + false})
     columns = [index[v] for v in null_variants]
-    lam = (MetricResult("lambda_gc_null", genomic_control_lambda(np.asarray(result.pvalues)[:, columns]), False,
-                        details) if columns else skipped("lambda_gc_null", "no null variants in the truth", False))
+    if columns:
+        null_lambda = genomic_control_lambda(np.asarray(result.pvalues)[:, columns])
+        lam = MetricResult("lambda_gc_null", null_lambda, False, details)
+    else:
+        lam = skipped("lambda_gc_null", "no null variants in the truth", False)
     return [power, empirical, lam]
 
 
@@ -78,7 +81,10 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
     common = true_factors.index.astype(str).intersection(learned_factors.index.astype(str))
     missing = true_factors.index.astype(str).difference(common)
     if len(missing):
-        raise ValueError(f"{len(missing)} donors of true_factors have no learned factors, e.g. {list(missing[:5])}")
+        raise ValueError(
+            f"{len(missing)} donors of true_factors have no learned factors, e.g. {list(missing[:5])}; "
+            "index both tables by donor name"
+        )
     if len(common) < 3 or learned_factors.shape[1] == 0:
         return [skipped("factor_recovery", f"{len(common)} donors and {learned_factors.shape[1]} learned "
                         "factors; need at least 3 donors and one factor", True)]
@@ -122,16 +128,24 @@ def cell_state_recovery(
     if true_state.ndim == 1:
         true_state = true_state[:, None]
     if view.ndim != 2 or true_state.shape[0] != view.shape[0]:
-        raise ValueError(f"true_state has {true_state.shape[0]} rows but view has shape {view.shape}; same cells needed")
+        raise ValueError(
+            f"true_state has {true_state.shape[0]} rows but view has shape {view.shape}; pass the same cells"
+        )
     if view.shape[0] < 10:
         return [skipped("cell_state_r2", f"{view.shape[0]} cells; need at least 10", True)]
-    x_train, x_test, y_train, y_test = train_test_split(view, true_state, test_size=test_size, random_state=seed)
+    x_train, x_test, y_train, y_test = train_test_split(
+        view, true_state, test_size=test_size, random_state=seed
+    )
     predicted = LinearRegression().fit(x_train, y_train).predict(x_test)
     residual = ((y_test - predicted) ** 2).sum(axis=0)
     total = ((y_test - y_test.mean(axis=0)) ** 2).sum(axis=0)
     r2 = 1.0 - residual / total
     best_corr = np.nanmax(np.abs(_correlation(true_state, view)), axis=1)
-    details = {"per_dimension_r2": r2.tolist(), "per_dimension_best_abs_corr": best_corr.tolist(), "seed": seed}
+    details = {
+        "per_dimension_r2": r2.tolist(),
+        "per_dimension_best_abs_corr": best_corr.tolist(),
+        "seed": seed,
+    }
     return [MetricResult("cell_state_r2", float(r2.mean()), True, details)]
 
 

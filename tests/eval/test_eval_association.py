@@ -9,7 +9,13 @@ from glimix_core.lmm import LMM
 from numpy_sugar.linalg import economic_qs
 from scipy import special, stats
 
-from multilivi.eval.association import fit_null, lmm_scan, rank_inverse_normal, scan_rotated, standardise_variants
+from multilivi.eval.association import (
+    fit_null,
+    lmm_scan,
+    rank_inverse_normal,
+    scan_rotated,
+    standardise_variants,
+)
 
 
 def gower_grm(genotypes: np.ndarray) -> np.ndarray:
@@ -37,7 +43,8 @@ def cohort(n=120, n_factors=6, n_variants=300, seed=0, h2=0.4, structure=0.0):
     covariates = pd.DataFrame(rng.normal(size=(n, 2)), index=donors, columns=["age", "sex"])
     genetic = np.linalg.cholesky(kinship + 1e-6 * np.eye(n)) @ rng.normal(size=(n, n_factors))
     y = np.sqrt(h2) * genetic + np.sqrt(1 - h2) * rng.normal(size=(n, n_factors))
-    y += covariates.to_numpy() @ rng.normal(size=(2, n_factors)) + structure * rng.normal(size=(3, n_factors))[pops]
+    y += covariates.to_numpy() @ rng.normal(size=(2, n_factors))
+    y += structure * rng.normal(size=(3, n_factors))[pops]
     dosage = g[:, n_grm:]
     dosage[rng.random(dosage.shape) < 0.02] = np.nan
     phenotypes = pd.DataFrame(y, index=donors, columns=[f"D{i}" for i in range(n_factors)])
@@ -131,7 +138,8 @@ def test_effect_sizes_and_standard_errors_match_direct_gls(data, glimix, engine)
 
 def test_ols_engine_matches_least_squares(data):
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates, engine="ols")
+    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates,
+                      engine="ols")
     x, n = design(data), len(donors)
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
     y = phenotypes.iloc[:, 2].to_numpy()
@@ -162,9 +170,10 @@ def test_ols_intercept_only_slope_equals_linregress(data):
 def test_null_calibration_with_population_structure():
     phenotypes, dosage, donors, variants, kinship, covariates = cohort(
         n=200, n_factors=20, n_variants=2000, seed=3, h2=0.5, structure=1.0)
-    lmm = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates)
+    args = dict(donors=donors, variant_ids=variants, covariates=covariates)
+    lmm = lmm_scan(phenotypes, dosage, kinship=kinship, **args)
     assert 0.9 <= lmm.lambda_gc() <= 1.1
-    ols = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates, engine="ols")
+    ols = lmm_scan(phenotypes, dosage, engine="ols", **args)
     assert ols.lambda_gc() > lmm.lambda_gc()  # structure inflates the scan that ignores kinship
 
 
@@ -175,7 +184,8 @@ def test_planted_effects_are_found(data):
     causal = {("D1", 10), ("D1", 20), ("D4", 30)}
     for factor, j in causal:
         planted[factor] += 0.8 * (imputed[:, j] - imputed[:, j].mean()) / imputed[:, j].std()
-    result = lmm_scan(planted, dosage, donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates)
+    result = lmm_scan(planted, dosage, donors=donors, variant_ids=variants, kinship=kinship,
+                      covariates=covariates)
     hits = result.hits(0.05)
     found = {(f, int(v[2:])) for f, v in zip(hits["factor"], hits["variant"])}
     assert causal <= found
