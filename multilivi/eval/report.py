@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 UP, DOWN, SAME = "▲", "▼", "="
 EQUAL_TOLERANCE = 1e-12
-CLOSER_TO_ONE = frozenset({"lambda_gc", "lambda_null"})
+CLOSER_TO_ONE_PREFIX = "lambda"  # lambda_gc, lambda_null: inflation factors, best at 1
 TASK_NOT_RUN = "*"  # metric of a row saying a whole task did not run (multilivi.eval.results.not_run)
+DESCRIPTIVE = frozenset({"n_tests", "n_monomorphic_skipped"})  # differences shown, no better/worse
 CELL_VIEWS = frozenset({"c", "shared", "all", "emb", "rna", "rna+prot"})
 FIGURE_DPI = 110
 _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -48,13 +49,13 @@ _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def direction(metric: str, value: float, baseline: float, higher_is_better: bool) -> str:
     """The arrow for ``value`` against ``baseline``: ``▲`` better, ``▼`` worse, ``=`` equal, ``""`` if undefined.
 
-    ``lambda_gc`` and ``lambda_null`` are better when closer to 1; every other metric follows
+    Inflation factors (metrics named ``lambda...``: ``lambda_gc``, ``lambda_null``) are better
+    when closer to 1; every other metric follows
     ``higher_is_better``. Values within ``EQUAL_TOLERANCE`` (1e-12) of each other are equal.
     """
     if not (math.isfinite(value) and math.isfinite(baseline)):
         return ""
-    base_metric = metric.split("/", 1)[0]
-    if base_metric in CLOSER_TO_ONE:
+    if metric.startswith(CLOSER_TO_ONE_PREFIX):
         gain = abs(baseline - 1.0) - abs(value - 1.0)
     else:
         gain = (value - baseline) if higher_is_better else (baseline - value)
@@ -68,7 +69,7 @@ def _baseline_view(view: str, livi_views: set[str]) -> str | None:
         return view
     if view in CELL_VIEWS and "c" in livi_views:
         return "c"
-    if view == "donor_means" and "D" in livi_views:
+    if view.startswith("donor_means") and "D" in livi_views:
         return "D"
     return None
 
@@ -78,13 +79,14 @@ def compare_to_baseline(scores: pd.DataFrame) -> pd.DataFrame:
 
     The baseline of a row is LIVI's ``ok`` row of the same task and metric on the same view
     when LIVI has that view; otherwise LIVI's cell state ``c`` for a cell-state view (``shared``,
-    ``all``, ``emb``, ``rna``, ``rna+prot``) and LIVI's donor factors ``D`` for ``donor_means``.
+    ``all``, ``emb``, ``rna``, ``rna+prot``) and LIVI's donor factors ``D`` for ``donor_means*``.
 
     Returns
     -------
     A copy of the ``ok`` rows with added columns ``baseline_view`` (str, '' when none),
     ``baseline`` (float, NaN when none), ``diff`` (value − baseline) and ``arrow``
-    (``▲``/``▼``/``=``, '' when there is no baseline or the row is LIVI itself).
+    (``▲``/``▼``/``=``, '' when there is no baseline, the row is LIVI itself, or the metric is
+    descriptive: ``n_tests``, ``n_monomorphic_skipped``).
     """
     check_scores(scores)
     ok = scores.loc[scores["status"] == "ok"].copy()
@@ -99,7 +101,8 @@ def compare_to_baseline(scores: pd.DataFrame) -> pd.DataFrame:
         baseline_views.append(bview or "")
         baselines.append(base)
         diffs.append(float(r.value) - base)
-        arrows.append(direction(r.metric, float(r.value), base, bool(r.higher_is_better)))
+        arrows.append("" if r.metric in DESCRIPTIVE else direction(r.metric, float(r.value), base,
+                                                                      bool(r.higher_is_better)))
     ok["baseline_view"] = baseline_views
     ok["baseline"] = baselines
     ok["diff"] = diffs
@@ -167,7 +170,7 @@ class Bullets:
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: ``text`` plus, for a compared metric, the difference and its arrow."""
+    """A table cell: ``text`` plus, for a compared metric, the difference and its arrow ('' = no direction)."""
 
     text: str
     numeric: bool = False
@@ -204,8 +207,8 @@ def slug(text: str) -> str:
 # ----------------------------------------------------------------------------------------------
 def _md_cell(cell: Cell) -> str:
     text = cell.text
-    if cell.arrow:
-        text += f" ({cell.arrow} {cell.delta})"
+    if cell.delta:
+        text += f" ({cell.arrow or 'Δ'} {cell.delta})"
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
@@ -273,9 +276,9 @@ def _html_cell(cell: Cell) -> str:
     classes = " ".join(c for c in ("num" if cell.numeric else "", "muted" if cell.muted else "") if c)
     attr = f' class="{classes}"' if classes else ""
     body = _inline(cell.text)
-    if cell.arrow:
-        body += (f'<span class="delta {_ARROW_CLASS[cell.arrow]}">'
-                 f"{html.escape(cell.arrow)} {html.escape(cell.delta)}</span>")
+    if cell.delta:
+        body += (f'<span class="delta {_ARROW_CLASS.get(cell.arrow, "same")}">'
+                 f"{html.escape(cell.arrow or 'Δ')} {html.escape(cell.delta)}</span>")
     return f"<td{attr}>{body}</td>"
 
 
@@ -321,50 +324,82 @@ def render_html(blocks: Sequence[Block], pngs: Mapping[str, bytes], title: str) 
 Column = tuple[str, str, str]  # (task, metric, header)
 
 
-def _metric_table(cmp: pd.DataFrame, scores: pd.DataFrame, columns: Sequence[Column],
-                  views: Callable[[str], bool] = lambda v: True, caption: str = "") -> Table | None:
-    """Model views × metrics; each cell is ``value ± sd`` with its difference from LIVI."""
-    wanted = {(t, m) for t, m, _ in columns}
-    rows = cmp.loc[np.array([(t, m) in wanted and views(v)
-                             for t, m, v in zip(cmp["task"], cmp["metric"], cmp["view"])], dtype=bool)]
-    tasks = {t for t, _, _ in columns}
-    bad = scores.loc[(scores["status"] != "ok").to_numpy()
-                     & np.array([(t, m) in wanted or (t in tasks and m == TASK_NOT_RUN)
-                                 for t, m in zip(scores["task"], scores["metric"])], dtype=bool)]
-    rows_all = pd.concat([rows[["model", "view"]], bad[["model", "view"]].astype(str)])
-    rows_all = rows_all.loc[[views(v) for v in rows_all["view"]]]
-    if rows.empty:
-        return None
-    rank = {m: i for i, m in enumerate(model_order(scores))}
-    pairs = sorted(dict.fromkeys(zip(rows_all["model"], rows_all["view"])), key=lambda mv: rank[mv[0]])
-    present = [c for c in columns if ((rows["task"] == c[0]) & (rows["metric"] == c[1])).any()]
-    index = {(r.model, r.view, r.task, r.metric): r for r in rows.itertuples(index=False)}
-    failed = {(r.model, str(r.view), r.task, r.metric): r.status for r in bad.itertuples(index=False)}
-    body = []
-    for model, view in pairs:
-        name = f"{model} (baseline)" if model == BASELINE_MODEL else model
-        cells = [Cell(name), Cell(view)]
-        for task, metric, _ in present:
-            r = index.get((model, view, task, metric))
-            if r is None:
-                status = failed.get((model, view, task, metric)) or failed.get((model, view, task, TASK_NOT_RUN))
-                cells.append(Cell(status or "—", numeric=True, muted=True))
-                continue
-            cell = Cell(format_value(r.value, r.sd, metric), numeric=True)
-            if r.arrow:
-                delta = format_number(r.diff, count=is_count(metric), signed=True)
-                if r.baseline_view != view:
-                    delta += f" vs {r.baseline_view}"
-                cell = Cell(cell.text, numeric=True, delta=delta, arrow=r.arrow)
-            cells.append(cell)
-        body.append(tuple(cells))
-    header = ("model", "view", *(h for _, _, h in present))
-    return Table(header, tuple(body), caption)
+class _Tables:
+    """Builds model-view × metric tables and remembers which ``ok`` rows were placed in one."""
 
+    def __init__(self, cmp: pd.DataFrame, scores: pd.DataFrame) -> None:
+        self.cmp, self.scores = cmp, scores
+        self.placed: set[tuple[str, str, str, str]] = set()
+        self.rank = {m: i for i, m in enumerate(model_order(scores))}
 
-def _per_key_columns(cmp: pd.DataFrame, task: str, prefix: str) -> list[Column]:
-    metrics = cmp.loc[(cmp["task"] == task) & cmp["metric"].str.startswith(prefix), "metric"]
-    return [(task, m, m.removeprefix(prefix)) for m in dict.fromkeys(metrics)]
+    def table(self, columns: Sequence[Column], views: Callable[[str], bool] = lambda v: True,
+              caption: str = "") -> Table | None:
+        """Model views × ``columns``; each cell is ``value ± sd`` with its difference from LIVI.
+
+        Cells of rows that are not ``ok`` show their status; a whole task that did not run
+        (metric ``*``) shows as that status in each of its columns. ``None`` if nothing is ``ok``.
+        """
+        cmp, scores = self.cmp, self.scores
+        wanted = {(t, m) for t, m, _ in columns}
+        rows = cmp.loc[np.array([(t, m) in wanted and views(v)
+                                 for t, m, v in zip(cmp["task"], cmp["metric"], cmp["view"])], dtype=bool)]
+        if rows.empty:
+            return None
+        tasks = {t for t, _, _ in columns}
+        bad = scores.loc[(scores["status"] != "ok").to_numpy()
+                         & np.array([((t, m) in wanted or (t in tasks and m == TASK_NOT_RUN)) and views(str(v))
+                                     for t, m, v in zip(scores["task"], scores["metric"], scores["view"])],
+                                    dtype=bool)]
+        both = pd.concat([rows[["model", "view"]], bad[["model", "view"]].astype(str)])
+        pairs = sorted(dict.fromkeys(zip(both["model"], both["view"])), key=lambda mv: self.rank[mv[0]])
+        present = [c for c in columns if ((rows["task"] == c[0]) & (rows["metric"] == c[1])).any()]
+        index = {(r.model, r.view, r.task, r.metric): r for r in rows.itertuples(index=False)}
+        failed = {(r.model, str(r.view), r.task, r.metric): r.status for r in bad.itertuples(index=False)}
+        self.placed |= set(index)
+        body = []
+        for model, view in pairs:
+            cells = [Cell(f"{model} (baseline)" if model == BASELINE_MODEL else model), Cell(view)]
+            for task, metric, _ in present:
+                r = index.get((model, view, task, metric))
+                if r is None:
+                    status = failed.get((model, view, task, metric)) or failed.get((model, view, task, TASK_NOT_RUN))
+                    cells.append(Cell(status or "—", numeric=True, muted=True))
+                    continue
+                text = format_value(r.value, r.sd, metric)
+                if math.isfinite(r.diff):
+                    delta = format_number(r.diff, count=is_count(metric), signed=True)
+                    if r.baseline_view != view:
+                        delta += f" vs {r.baseline_view}"
+                    cells.append(Cell(text, numeric=True, delta=delta, arrow=r.arrow))
+                else:
+                    cells.append(Cell(text, numeric=True))
+            body.append(tuple(cells))
+        return Table(("model", "view", *(h for _, _, h in present)), tuple(body), caption)
+
+    def per_key(self, task: str, prefix: str, caption: str) -> Table | None:
+        """A table of the ``<prefix><key>`` metrics of ``task``, one column per key."""
+        metrics = self.cmp.loc[(self.cmp["task"] == task) & self.cmp["metric"].str.startswith(prefix), "metric"]
+        return self.table([(task, m, m.removeprefix(prefix)) for m in dict.fromkeys(metrics)], caption=caption)
+
+    def leftovers(self, tasks: Sequence[str]) -> list[Block]:
+        """Tables of the ``ok`` rows of ``tasks`` not yet placed (metrics outside SCORES.md included).
+
+        Per-class probe accuracies (``class_accuracy/...``) are left to the figures.
+        """
+        keys = zip(self.cmp["model"], self.cmp["view"], self.cmp["task"], self.cmp["metric"])
+        rest = self.cmp.loc[np.array([k not in self.placed and k[2] in tasks and not k[3].startswith(CLASS_PREFIX)
+                                      for k in keys], dtype=bool)]
+        blocks: list[Block] = []
+        for task in dict.fromkeys(rest["task"]):
+            metrics = list(dict.fromkeys(rest.loc[rest["task"] == task, "metric"]))
+            plain = [(task, m, m) for m in metrics if "/" not in m]
+            groups = dict.fromkeys(m.split("/", 1)[0] for m in metrics if "/" in m)
+            tables = [self.table(plain, caption=f"Further `{task}` metrics.")] if plain else []
+            tables += [self.per_key(task, f"{g}/", caption=f"`{g}` by `{task}` key.") for g in groups]
+            tables = [t for t in tables if t is not None]
+            if tables:
+                blocks += [Heading(f"Further {task} metrics", 3), *tables]
+        return blocks
 
 
 def _config_text(config: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -397,7 +432,7 @@ def _meta_cell(value: Any) -> Cell:
     return Cell(str(value))
 
 
-def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataFrame) -> list[Block]:
+def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, tables: _Tables) -> list[Block]:
     blocks: list[Block] = [Heading("Run summary")]
     run = [f"created {meta.get('created') or 'n/a'}", f"preset `{meta.get('preset') or 'n/a'}`",
            f"seed {meta.get('seed', 'n/a')}", f"git `{str(meta.get('git_sha') or 'n/a')[:12]}`"]
@@ -423,7 +458,7 @@ def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataF
 
     blocks.append(Heading("Models", 3))
     models = dict(meta.get("models", {}))
-    if not (cmp["model"] == BASELINE_MODEL).any():
+    if not (tables.cmp["model"] == BASELINE_MODEL).any():
         blocks.append(Paragraph("No `livi` model in this run (or none of its tasks succeeded): there is no LIVI "
                                 "baseline, so values are shown without differences.", note=True))
     model_rows = []
@@ -440,10 +475,11 @@ def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, cmp: pd.DataF
             Cell(config),
         ))
     blocks.append(Table(("model", "family", "status", "cached", "fit (s)", "config"), tuple(model_rows)))
-    training = _metric_table(cmp, scores, [("training", "fit_seconds", "fit seconds"),
-                                           ("training", "seconds_per_epoch", "seconds / epoch")])
+    training = tables.table([("training", "fit_seconds", "fit seconds"),
+                             ("training", "seconds_per_epoch", "seconds / epoch")])
     if training is not None:
         blocks += [Heading("Timings", 3), training]
+    blocks += tables.leftovers(["training"])
 
     versions = dict(meta.get("versions", {}))
     if versions:
@@ -475,11 +511,12 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
             "cell state `c` for cell-state views and its donor factors `D` for `donor_means` (marked “vs c”). "
             "Probe values are mean ± sd over probe seeds."))
 
-    blocks += _summary_blocks(meta, scores, cmp)
+    tables = _Tables(cmp, scores)
+    blocks += _summary_blocks(meta, scores, tables)
 
     # Reconstruction
     blocks.append(Heading("Reconstruction"))
-    recon = _metric_table(cmp, scores, [
+    recon = tables.table([
         ("reconstruction", "nll_per_cell_rna", "RNA NLL / cell"),
         ("reconstruction", "nll_per_cell_prot", "protein NLL / cell"),
         ("reconstruction", "nll_per_feature_rna", "RNA NLL / feature"),
@@ -489,14 +526,15 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks += _figure("nll_tradeoff", figures.nll_tradeoff(scores),
                       "RNA vs protein held-out NLL per cell (thesis Fig. 4a); dashed line: LIVI's RNA NLL.", figs)
     for modality, label in (("rna", "RNA"), ("prot", "protein")):
-        table = _metric_table(cmp, scores, _per_key_columns(cmp, "reconstruction", f"nll_per_cell_{modality}/"),
-                              caption=f"{label} NLL per cell by cell type; lower is better.")
+        table = tables.per_key("reconstruction", f"nll_per_cell_{modality}/",
+                               caption=f"{label} NLL per cell by cell type; lower is better.")
         if table is not None:
             blocks += [Heading(f"{label} NLL per cell type", 3), table]
+    blocks += tables.leftovers(["reconstruction"])
 
     # Probes
     blocks.append(Heading("Probes"))
-    probes = _metric_table(cmp, scores, [
+    probes = tables.table([
         ("probe_cell_type", "accuracy", "cell type acc."),
         ("probe_cell_type", "balanced_accuracy", "cell type bal. acc."),
         ("probe_cell_subtype", "accuracy", "subtype acc."),
@@ -510,19 +548,21 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks += _figure("subtype_donor_accuracy", figures.subtype_and_donor_accuracy(scores),
                       "Cell-subtype accuracy and donor accuracy (leakage) per cell view, mean ± sd (thesis Fig. 4e).",
                       figs)
+    blocks += tables.leftovers(["probe_cell_type", "probe_cell_subtype"])
 
     # Donor leakage
     blocks.append(Heading("Donor leakage"))
     blocks.append(Paragraph("Donor identity predicted from the cell-state views. The cell state should describe "
                             "the cell, not its donor: lower is better."))
-    leakage = _metric_table(cmp, scores, [("probe_donor", "accuracy", "donor acc."),
-                                          ("probe_donor", "balanced_accuracy", "donor bal. acc.")],
-                            views=lambda v: v in CELL_VIEWS)
+    leakage = tables.table([("probe_donor", "accuracy", "donor acc."),
+                            ("probe_donor", "balanced_accuracy", "donor bal. acc.")],
+                           views=lambda v: v in CELL_VIEWS)
     blocks += [leakage] if leakage else [Paragraph("No donor probe ran on a cell-state view.")]
+    blocks += tables.leftovers(["probe_donor"])
 
     # Association
     blocks.append(Heading("Association"))
-    assoc = _metric_table(cmp, scores, [
+    assoc = tables.table([
         ("association", "n_significant_pairs", "significant pairs"),
         ("association", "n_significant_variants", "significant variants"),
         ("association", "lambda_gc", "λ_GC"),
@@ -532,6 +572,7 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks += [assoc] if assoc else [Paragraph("No association test ran.")]
     blocks += _figure("association_counts", figures.association_counts(scores),
                       "Significant factor–variant pairs and distinct variants per model view (thesis Fig. 4d).", figs)
+    blocks += tables.leftovers(["association"])
     placed = set()
     for name in sorted(k for k in extra_figures if k.startswith("qq")):
         view = name.removeprefix("qq").lstrip("_") or "all"
@@ -544,22 +585,24 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     if dataset.get("semi_synthetic"):
         blocks.append(Paragraph("The genotypes of this cohort are simulated: power and FDR measure recovery of "
                                 "planted effects, not biology.", note=True))
-    truth = _metric_table(cmp, scores, [
+    elif dataset.get("simulated_truth"):
+        blocks.append(Paragraph("This cohort is simulated: power and FDR measure recovery of the planted effects.",
+                                note=True))
+    truth = tables.table([
         ("truth", "power", "power"), ("truth", "empirical_fdr", "empirical FDR"),
         ("truth", "lambda_null", "λ on null variants"),
         ("truth", "donor_factor_recovery", "donor-factor recovery"),
         ("truth", "cell_state_recovery", "cell-state recovery"),
     ], caption="Against the simulated truth; FDR is lower-better, λ closer to 1 is better.")
-    if truth is None:
-        blocks.append(Paragraph("The cohort has no ground truth (or no truth task ran)."))
-    else:
-        blocks.append(truth)
-        per_program = _metric_table(cmp, scores, _per_key_columns(cmp, "truth", "donor_factor_recovery/"),
-                                    caption="Best |correlation| of any learnt donor factor with each true program.")
-        if per_program is not None:
-            blocks += [Heading("Donor-factor recovery per true program", 3), per_program]
-        blocks += _figure("power_fdr", figures.power_fdr(scores),
-                          "Power and empirical FDR; dashed line: nominal FDR 5 %.", figs)
+    per_program = tables.per_key("truth", "donor_factor_recovery/",
+                                 caption="Best |correlation| of any learnt donor factor with each true program.")
+    truth_blocks = [truth] if truth else []
+    if per_program is not None:
+        truth_blocks += [Heading("Donor-factor recovery per true program", 3), per_program]
+    truth_blocks += _figure("power_fdr", figures.power_fdr(scores),
+                            "Power and empirical FDR; dashed line: nominal FDR 5 %.", figs)
+    truth_blocks += tables.leftovers(["truth"])
+    blocks += truth_blocks or [Paragraph("The cohort has no ground truth (or no truth task ran).")]
 
     # UMAP
     blocks.append(Heading("UMAP"))
@@ -575,6 +618,12 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
         blocks.append(Heading("Other figures"))
         for name in others:
             blocks += _figure(name, extra_figures[name], name, figs)
+
+    known = {"training", "reconstruction", "probe_cell_type", "probe_cell_subtype", "probe_donor", "association",
+             "truth"}
+    other = tables.leftovers([t for t in dict.fromkeys(cmp["task"]) if t not in known])
+    if other:
+        blocks += [Heading("Other metrics"), *other]
 
     # Skipped tasks
     blocks.append(Heading("Skipped tasks"))

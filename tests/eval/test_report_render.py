@@ -24,7 +24,7 @@ CELL_TYPES = ["B", "CD4 T", "CD8 T", "NK", "monocyte"]
 CELL_VIEWS = {"livi": ["c"], "mslivi-50": ["c"], "dmlivi-50": ["shared", "all"], "emb-scvi": ["emb"]}
 DONOR_VIEWS = {"livi": ["D", "V"], "mslivi-50": ["D", "V"], "dmlivi-50": ["D", "V"], "emb-scvi": ["donor_means"]}
 SECTIONS = ["Run summary", "Reconstruction", "Probes", "Donor leakage", "Association", "Ground truth", "UMAP",
-            "Skipped tasks"]
+            "Other metrics", "Skipped tasks"]
 # RNA NLL: mslivi worse than LIVI, dmlivi better; lambda_gc: LIVI 1.30, dmlivi 1.05 (closer to 1).
 NLL = {"livi": (1520.0, None), "mslivi-50": (1610.5, 310.2), "dmlivi-50": (1498.25, 280.7)}
 LAMBDA = {"livi": 1.30, "mslivi-50": 1.42, "dmlivi-50": 1.05, "emb-scvi": 0.97}
@@ -73,6 +73,12 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
                 rows += [ScoreRow(model, view, "truth", f"donor_factor_recovery/program_{p}", float(rng.uniform(0.4, 1)))
                          for p in range(3)]
     rows.append(not_run("emb-scvi", "donor_means", "probe_donor", "donor means have one row per donor"))
+    # metrics outside the SCORES.md vocabulary must still reach the report
+    rows += [ScoreRow(m, "c" if m != "dmlivi-50" else "shared", "truth", "cell_state_r2", r2)
+             for m, r2 in (("livi", 0.30), ("mslivi-50", 0.42), ("dmlivi-50", 0.25))]
+    rows += [ScoreRow("livi", "D", "truth", "lambda_gc_null", 1.06, higher_is_better=False),
+             ScoreRow("mslivi-50", "D", "truth", "lambda_gc_null", 0.98, higher_is_better=False),
+             ScoreRow("livi", "-", "memory", "peak_rss_gb", 1.5, higher_is_better=False)]
     rows.append(ScoreRow("mslivi-50", "V", "association", "*", math.nan, status="error",
                          reason="LinAlgError: singular kinship <matrix>"))
     frame = scores_frame(rows)
@@ -167,6 +173,9 @@ def test_compare_to_baseline_matches_views():
     assert shared.baseline_view == "c"
     assert cmp.loc[("emb-scvi", "donor_means", "association", "lambda_gc"), "baseline_view"] == "D"
     assert cmp.loc[("livi", "c", "probe_cell_type", "accuracy"), "arrow"] == ""
+    pca = scores_frame([ScoreRow("livi", "D", "association", "lambda_gc", 1.2, higher_is_better=False),
+                        ScoreRow("pca", "donor_means_rna", "association", "lambda_gc", 1.1, higher_is_better=False)])
+    assert compare_to_baseline(pca).iloc[1][["baseline_view", "arrow"]].tolist() == ["D", UP]
     # mslivi has no protein baseline in LIVI: no arrow rather than a made-up comparison
     assert cmp.loc[("mslivi-50", "-", "reconstruction", "nll_per_cell_prot"), "arrow"] == ""
 
@@ -184,6 +193,20 @@ def test_arrows_rendered(report):
     assert f'<span class="delta down">{DOWN} +90.5</span>' in page
     assert f'<span class="delta up">{UP}' in page
     assert "0.8" in text and " ± 0.004" in text  # mean ± sd formatting
+    assert "2,000 (Δ 0)" in dm_assoc  # descriptive count: difference without a verdict
+
+
+def test_unplaced_metrics_are_shown(report):
+    _, md, _ = report
+    text = md.read_text()
+    truth = text[text.index("## Ground truth"):text.index("## UMAP")]
+    assert "### Further truth metrics" in truth and "cell_state_r2" in truth
+    ms = next(line for line in truth.splitlines() if line.startswith("| mslivi-50 | D |") and "0.98" in line)
+    assert f"0.98 ({UP} -0.08)" in ms  # lambda-type metric: closer to 1 is better
+    assert "0.25 (▼ -0.05 vs c)" in truth
+    other = text[text.index("## Other metrics"):text.index("## Skipped tasks")]
+    assert "peak_rss_gb" in other
+    assert "class_accuracy/" not in text
 
 
 def test_skipped_rows_listed(report):
