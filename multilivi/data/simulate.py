@@ -56,6 +56,7 @@ from multilivi.data.truth import Truth
 logger = logging.getLogger(__name__)
 
 _BASES = np.array(["A", "C", "G", "T"])
+_MAX_REDRAWS = 100  # rounds of redrawing variants below the cohort MAF threshold
 _MIN_EXPECTED_FEATURE_COUNT = 50.0  # expected total counts of the rarest feature; P(all zero) is then negligible
 
 
@@ -77,7 +78,7 @@ class SimulationConfig:
     fst: float = 0.05  # population differentiation
     n_related_pairs: int = 4  # sibling / parent-offspring pairs among the donors
     missing_rate: float = 0.002  # fraction of missing genotype calls (NaN)
-    maf_min: float = 0.05  # minimum ancestral minor-allele frequency
+    maf_min: float = 0.05  # minimum ancestral and cohort minor-allele frequency
     causal_maf_min: float = 0.2  # causal variants are drawn among variants with cohort MAF >= this
 
     # --- cell states
@@ -254,7 +255,9 @@ def simulate_genotypes(
     """Donor genotypes with population structure, related pairs and missing calls.
 
     Ancestral minor-allele frequencies are U(maf_min, 0.5) with a random allele orientation;
-    population frequencies follow Balding-Nichols with ``fst``; donors are assigned to populations
+    population frequencies follow Balding-Nichols with ``fst``; variants whose MAF in these donors
+    falls below ``maf_min`` are redrawn (as a cohort MAF filter would remove them, so every variant
+    is polymorphic); donors are assigned to populations
     with decreasing proportions (1/1, 1/2, 1/3, ... normalised). Each donor has two haplotypes drawn
     from its population. Then ``n_related_pairs`` disjoint random pairs of donors of the same
     population are made related, alternately as full siblings (each inherits one haplotype per
@@ -285,32 +288,53 @@ def simulate_genotypes(
     if 2 * n_related_pairs > n:
         raise ValueError(f"{n_related_pairs} related pairs need at least {2 * n_related_pairs} donors, got {n}")
 
-    maf = rng.uniform(maf_min, 0.5, n_variants)
-    ancestral = np.where(rng.random(n_variants) < 0.5, maf, 1.0 - maf)  # (n_variants,)
-    a = ancestral * (1.0 - fst) / fst
-    b = (1.0 - ancestral) * (1.0 - fst) / fst
-    pop_freq = rng.beta(a, b, size=(n_populations, n_variants))
-    pop_freq = np.clip(pop_freq, 1e-3, 1.0 - 1e-3)
     proportions = 1.0 / np.arange(1, n_populations + 1)
     population = rng.choice(n_populations, size=n, p=proportions / proportions.sum())  # (n_donors,)
-
-    haplotypes = (rng.random((n, 2, n_variants)) < pop_freq[population][:, None, :]).astype(np.int8)
     pairs = _related_pairs(rng, population, n_related_pairs)
-    for i, (first, second) in enumerate(pairs):
-        freq = pop_freq[population[first]]
-        if i % 2 == 0:  # full siblings from two unobserved parents
-            parents = (rng.random((2, 2, n_variants)) < freq).astype(np.int8)
-            for child in (first, second):
-                pick = rng.integers(0, 2, size=(2, n_variants))
-                haplotypes[child] = np.take_along_axis(parents, pick[:, None, :], axis=1)[:, 0, :]
-        else:  # parent-offspring: ``second`` inherits one haplotype of ``first``
-            pick = rng.integers(0, 2, size=n_variants)
-            haplotypes[second, 0] = haplotypes[first, pick, np.arange(n_variants)]
-            haplotypes[second, 1] = (rng.random(n_variants) < freq).astype(np.int8)
-    dosage = haplotypes.sum(axis=1).astype(np.float64)  # (n_donors, n_variants)
+    dosage = _draw_loci(rng, n_variants, population, pairs, fst, maf_min)
+    rare = _rare_loci(dosage, maf_min)
+    for _ in range(_MAX_REDRAWS):  # a cohort MAF filter, applied by redrawing the filtered loci
+        if rare.size == 0:
+            break
+        dosage[:, rare] = _draw_loci(rng, rare.size, population, pairs, fst, maf_min)
+        rare = _rare_loci(dosage, maf_min)
+    if rare.size:
+        raise ValueError(
+            f"{rare.size} variants stay below cohort MAF {maf_min} after {_MAX_REDRAWS} redraws; "
+            "add donors or lower maf_min"
+        )
     dosage[rng.random(dosage.shape) < missing_rate] = np.nan
     logger.debug("related pairs: %s", [(donors[i], donors[j]) for i, j in pairs])
     return Genotypes(dosage, donors, _variant_table(rng, n_variants))
+
+
+def _rare_loci(dosage: np.ndarray, maf_min: float) -> np.ndarray:
+    freq = dosage.mean(axis=0) / 2.0
+    return np.flatnonzero(np.minimum(freq, 1.0 - freq) < maf_min)
+
+
+def _draw_loci(rng: np.random.Generator, n_loci: int, population: np.ndarray, pairs: list[tuple[int, int]],
+               fst: float, maf_min: float) -> np.ndarray:  # fmt: skip
+    """Dosages of shape (n_donors, n_loci) of independent loci (Balding-Nichols, then related pairs)."""
+    n = population.size
+    maf = rng.uniform(maf_min, 0.5, n_loci)
+    ancestral = np.where(rng.random(n_loci) < 0.5, maf, 1.0 - maf)  # (n_loci,)
+    a = ancestral * (1.0 - fst) / fst
+    b = (1.0 - ancestral) * (1.0 - fst) / fst
+    pop_freq = np.clip(rng.beta(a, b, size=(population.max() + 1, n_loci)), 1e-3, 1.0 - 1e-3)
+    haplotypes = (rng.random((n, 2, n_loci)) < pop_freq[population][:, None, :]).astype(np.int8)
+    for i, (first, second) in enumerate(pairs):
+        freq = pop_freq[population[first]]
+        if i % 2 == 0:  # full siblings from two unobserved parents
+            parents = (rng.random((2, 2, n_loci)) < freq).astype(np.int8)
+            for child in (first, second):
+                pick = rng.integers(0, 2, size=(2, n_loci))
+                haplotypes[child] = np.take_along_axis(parents, pick[:, None, :], axis=1)[:, 0, :]
+        else:  # parent-offspring: ``second`` inherits one haplotype of ``first``
+            pick = rng.integers(0, 2, size=n_loci)
+            haplotypes[second, 0] = haplotypes[first, pick, np.arange(n_loci)]
+            haplotypes[second, 1] = (rng.random(n_loci) < freq).astype(np.int8)
+    return haplotypes.sum(axis=1).astype(np.float64)
 
 
 def _related_pairs(rng: np.random.Generator, population: np.ndarray, n_pairs: int) -> list[tuple[int, int]]:

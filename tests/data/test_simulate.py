@@ -134,22 +134,25 @@ def test_true_donor_factors_follow_their_causal_variants(cohort):
 
 
 def test_programs_are_visible_in_expression_of_their_cell_state(cohort):
-    """Donor means of each program's top genes, within cells of its state, track the causal dosage."""
+    """Donor means of each program's top genes, within cells of its state, track the donor factor and,
+    pooled over programs, the causal dosage (30 donors: a single program's dosage correlation is noisy)."""
     truth = cohort.truth
     log_expr = _log_normalised(cohort.counts("rna"))
     loadings = cohort.mdata["rna"].varm["true_W_DxC"]
     dosage = _imputed_dosage(cohort)
     donors = cohort.obs["donor"].to_numpy()
-    correlations = []
+    with_factor, with_dosage = [], []
     for k, state in enumerate(truth.program_states):
         top = np.argsort(-np.abs(loadings[:, k]))[:10]
         in_state = truth.cell_state[:, state] > 0.5
         score = log_expr[np.ix_(in_state, top)] @ np.sign(loadings[top, k])
         donor_mean = pd.Series(score).groupby(donors[in_state]).mean()
+        with_factor.append(stats.pearsonr(donor_mean, truth.donor_factors.loc[donor_mean.index].iloc[:, k])[0])
         causal = truth.causal[truth.causal["factor"] == truth.donor_factors.columns[k]].iloc[0]
         signed = dosage.loc[donor_mean.index, causal["variant"]] * np.sign(causal["effect"])
-        correlations.append(stats.pearsonr(donor_mean, signed)[0])
-    assert min(correlations) > 0.2 and np.mean(correlations) > 0.45, correlations
+        with_dosage.append(stats.pearsonr(donor_mean, signed)[0])
+    assert min(with_factor) > 0.6, with_factor
+    assert np.mean(with_dosage) > 0.4, with_dosage
 
 
 def test_cell_types_are_separable_from_rna(cohort):
@@ -164,7 +167,7 @@ def test_protein_only_subtypes_are_separated_by_protein_not_rna(cohort):
         cells = np.isin(subtypes, [f"ct{t}_s0", f"ct{t}_s{CI.n_subtypes - 1}"])
         by_rna = _probe(rna[cells], subtypes[cells])
         by_prot = _probe(prot[cells], subtypes[cells])
-        assert by_prot > 0.75 and by_prot > by_rna + 0.15, (t, by_rna, by_prot)
+        assert by_prot > 0.7 and by_prot > by_rna + 0.15, (t, by_rna, by_prot)
     w_rna = cohort.mdata["rna"].varm["true_W_C"]
     twin = CI.n_cell_types  # first twin state; RNA cannot tell it from cell type 0's dominant state
     np.testing.assert_array_equal(w_rna[:, twin], w_rna[:, 0])
@@ -212,6 +215,8 @@ def test_simulated_genotypes_have_structure_missing_calls_and_a_variant_table():
     assert 0.003 < np.isnan(genotypes.dosage).mean() < 0.02
     observed = genotypes.dosage[~np.isnan(genotypes.dosage)]
     assert set(np.unique(observed)) == {0.0, 1.0, 2.0}
+    frequency = genotypes.allele_frequencies()
+    assert np.minimum(frequency, 1 - frequency).min() >= 0.05 - 0.01, "cohort MAF filter (before missing calls)"
     table = genotypes.variants
     assert table["id"].is_unique and (table["a1"] != table["a2"]).all()
     assert table.groupby("chrom")["pos"].apply(lambda pos: pos.is_monotonic_increasing).all()
