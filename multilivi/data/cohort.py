@@ -102,9 +102,7 @@ class Cohort:
         _check_cells_per_donor(obs["donor"], min_cells_per_donor)
 
         self.name = name
-        with warnings.catch_warnings():  # a gene and an antibody may share a name (CD14): legitimate in CITE-seq
-            warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
-            self.mdata = md.MuData(modalities)
+        self.mdata = new_mudata(modalities)
         self.mdata.obs = obs.loc[self.mdata.obs_names]
         self.donor_names = pd.Index(sorted(obs["donor"].unique()), name="donor")
         self.genotypes = None if genotypes is None else genotypes.subset_donors(self.donor_names)
@@ -230,6 +228,17 @@ class Cohort:
 
     def __repr__(self) -> str:
         return self.summary()
+
+
+def new_mudata(modalities: dict[str, ad.AnnData]) -> md.MuData:
+    """A MuData of ``modalities``, built without mudata's warnings about legitimate CITE-seq layouts.
+
+    A gene and an antibody may share a name (CD14); obs/var columns are not pulled from the
+    modalities (mudata 0.4's default, adopted here for this object only).
+    """
+    with warnings.catch_warnings(), md.set_options(pull_on_update=False):
+        warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
+        return md.MuData(modalities)
 
 
 # ------------------------------------------------------------------------------------ validation

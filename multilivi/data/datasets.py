@@ -48,12 +48,11 @@ from pathlib import Path
 from typing import Literal
 
 import anndata as ad
-import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from multilivi.data.cohort import PROT, RNA, Cohort
+from multilivi.data.cohort import PROT, RNA, Cohort, new_mudata
 from multilivi.data.genetics import Genotypes, standardised_genotypes
 from multilivi.data.truth import Truth
 
@@ -337,7 +336,7 @@ def liu2021_from_h5ad(
     donors = pd.Index(sorted(modalities[RNA].obs["donor"].unique()), name="donor")
     covariates = _donor_covariates(modalities[RNA].obs, donors)
     if genetics == "none":
-        return Cohort(_mudata(modalities), donor_covariates=covariates, name="liu2021-nogenetics")
+        return Cohort(new_mudata(modalities), donor_covariates=covariates, name="liu2021-nogenetics")
 
     genotypes = _simulate_genotypes(donors, n_variants=n_variants, seed=seed)
     programs = pd.DataFrame(columns=["cell_type", "genes"])
@@ -359,14 +358,8 @@ def liu2021_from_h5ad(
         null_variants=genotypes.variant_ids.difference(causal["variant"], sort=False),
         program_states=np.array([COARSE_TYPES.index(t) for t in programs["cell_type"]], dtype=np.int64),
     )
-    return Cohort(_mudata(modalities), genotypes=genotypes, donor_covariates=covariates, truth=truth,
+    return Cohort(new_mudata(modalities), genotypes=genotypes, donor_covariates=covariates, truth=truth,
                   name=f"liu2021-semisynthetic-{genetics}")  # fmt: skip
-
-
-def _mudata(modalities: dict[str, ad.AnnData]) -> md.MuData:
-    with warnings.catch_warnings():  # 23 antibodies share a gene's name (CD14...); unique per modality
-        warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
-        return md.MuData(modalities)
 
 
 def _read_modalities(path: Path) -> dict[str, ad.AnnData]:

@@ -44,12 +44,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import anndata as ad
-import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from multilivi.data.cohort import PROT, RNA, Cohort
+from multilivi.data.cohort import PROT, RNA, Cohort, new_mudata
 from multilivi.data.genetics import Genotypes
 from multilivi.data.truth import Truth
 
@@ -658,6 +657,7 @@ class _ProteinParameters:
     ambient: np.ndarray  # (n_proteins,) ambient profile (sums to 1)
     batch_background: np.ndarray  # (n_batches,) multiplier of the background level
     theta: np.ndarray  # (n_proteins,)
+    protein_only: np.ndarray  # (n_proteins,) bool: extra markers of a twin state (protein-only subtypes)
 
 
 def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _States) -> _ProteinParameters:
@@ -691,8 +691,10 @@ def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _St
     ambient = _softmax(baseline[None, :] + rng.normal(0.0, 0.3, (1, p)))[0]
     batch_background = rng.lognormal(0.0, 0.2, cfg.n_batches)
     theta = np.exp(rng.normal(np.log(cfg.protein_theta_median), 0.3, p))
+    protein_only = np.zeros(p, dtype=bool)
+    protein_only[[m for twin in st.twin for m in markers_of[int(twin)]]] = True
     return _ProteinParameters(w_state, w_latent, w_dxc, batch_shift, staining_level, staining_shift, ambient,
-                              batch_background, theta)  # fmt: skip
+                              batch_background, theta, protein_only)  # fmt: skip
 
 
 def _protein_counts(cfg: SimulationConfig, rng: np.random.Generator, cells: _Cells, interaction: np.ndarray,
@@ -764,12 +766,10 @@ def _assemble(cfg: SimulationConfig, donors: pd.Index, cells: _Cells, st: _State
     rna_ad.varm["true_W_V"] = rna.w_persistent.T
     prot_ad = ad.AnnData(sp.csr_matrix(prot_counts.astype(np.float32)), obs=obs.copy(),
                          var=pd.DataFrame(index=proteins))  # fmt: skip
-    prot_ad.var["protein_only_marker"] = np.isin(
-        np.arange(cfg.n_proteins), np.flatnonzero((prot.w_state[st.twin] != prot.w_state[st.dominant[: st.twin.size]]).any(0))
-    )
+    prot_ad.var["protein_only_marker"] = prot.protein_only
     prot_ad.varm["true_W_C"] = prot.w_state.T
     prot_ad.varm["true_W_DxC"] = prot.w_dxc.T
-    mdata = md.MuData({RNA: rna_ad, PROT: prot_ad})
+    mdata = new_mudata({RNA: rna_ad, PROT: prot_ad})
     mdata.obs = obs.loc[mdata.obs_names]
 
     dxc_names = [f"dxc_{k}" for k in range(cfg.n_dxc)]

@@ -115,7 +115,7 @@ def run_tasks(model: str, outputs: ModelOutputs, ctx: EvalContext, *, fail_fast:
 # ---------------------------------------------------------------------------------------- tasks
 def task_training(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> None:
     if math.isnan(outputs.fit_seconds):
-        run.rows.append(not_run(model, MODEL_LEVEL, "training", "not trained by the harness (precomputed embedding)"))
+        run.rows.append(not_run(model, MODEL_LEVEL, "training", "not trained here (a precomputed embedding or a fixed baseline)"))
         return
     run.rows.append(ScoreRow(model, MODEL_LEVEL, "training", "fit_seconds", outputs.fit_seconds, higher_is_better=False))
     if not math.isnan(outputs.seconds_per_epoch):
@@ -210,7 +210,7 @@ def task_truth(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun
         return
     truth = ctx.truth
     for view, factors in donor_phenotypes(outputs, ctx).items():
-        results = factor_recovery(truth.donor_factors, factors)
+        results = factor_recovery(true_factors_for(view, truth), factors)
         association = run.associations.get(view)
         if association is not None:
             results += association_truth(association, truth.causal_variants, truth.null_variants, fdr=ctx.fdr)
@@ -221,6 +221,15 @@ def task_truth(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun
     for view, embedding in outputs.views.items():
         results = cell_state_recovery(truth.cell_state, embedding, seed=ctx.seed)
         run.rows += rows_from_metrics(results, model=model, view=view, task="truth")
+
+
+def true_factors_for(view: str, truth: Truth) -> pd.DataFrame:
+    """The true donor factors a learned set should recover: D programs for ``D``, persistent for ``V``, else both."""
+    if view == "D" or truth.persistent_factors.shape[1] == 0:
+        return truth.donor_factors
+    if view == "V":
+        return truth.persistent_factors
+    return pd.concat([truth.donor_factors, truth.persistent_factors], axis=1)
 
 
 TaskFn = Callable[[str, ModelOutputs, EvalContext, TaskRun], None]

@@ -1,0 +1,288 @@
+"""Compare latent models of a donor cohort and write a report: ``python -m benchmarks.compare``.
+
+Wiring only: parse the command line, load the cohort, prepare specs, compute each model's outputs
+(cached), run the task table, write the run folder and the report, and apply the regression gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import math
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import gate
+from benchmarks.presets import PRESETS
+from benchmarks.runner import Entry, compute_outputs, default_cache_dir, prepare, resolve_spec, write_outputs
+from multilivi.atomic import atomic_write, atomic_write_json
+from multilivi.data import Cohort, split_cells
+from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
+from multilivi.eval.fdr import qq_plot
+from multilivi.eval.report import write_report
+from multilivi.eval.results import ScoreRow, not_run, scores_frame, write_scores
+from multilivi.eval.tasks import EvalContext, ModelOutputs, TaskRun, run_tasks
+
+logger = logging.getLogger("benchmarks.compare")
+
+DEFAULT_MODELS = ("livi", "mslivi-50", "dmlivi-50")
+THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
+N_BASELINE_SEEDS = 5
+
+EPILOG = f"""\
+model specs:
+  family[-W][:key=value,...]      a model trained here; families: livi, mslivi, dmlivi
+                                  W = protein loss weight λ_prot (mslivi, dmlivi only)
+                                  key=value overrides a field of the family's config (typed)
+  emb:PATH[#KEY][:donor_factors=TABLE,cells=IDS,name=NAME]
+                                  a precomputed embedding: .h5ad (obsm KEY, or X), .npy with a
+                                  cell-id sidecar (PATH.cells.txt or cells=), .parquet/.csv/.tsv
+                                  indexed by cell id; TABLE: donors x factors indexed by donor id
+  pca[:n_components=N]            PCA of log-normalised RNA (and RNA + protein)
+
+examples:
+  python -m benchmarks.compare                                  # livi mslivi-50 dmlivi-50 on the simulated cohort
+  python -m benchmarks.compare --models {THESIS_SWEEP}
+  python -m benchmarks.compare --models livi dmlivi-50:interaction_input=all,n_dxc=20 pca
+  python -m benchmarks.compare --models livi emb:scvi.h5ad#X_scVI:donor_factors=factors.csv
+  python -m benchmarks.compare --dataset liu2021 --models livi mslivi-50 dmlivi-50
+  python -m benchmarks.compare --dataset my_cohort/ --preset paper   # folder with cohort.h5mu + genotypes.bed/bim/fam
+  python -m benchmarks.compare --preset ci --check benchmarks/baselines/ci.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare",
+        description="Train and score latent interaction models (and third-party embeddings) against LIVI on a "
+        "donor cohort; write results.json, scores.csv, report.md and report.html.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="SPEC", help="model specs (see below)")
+    parser.add_argument(
+        "--dataset", default="sim", help="sim (simulated, sized by the preset), sim-ci, liu2021, liu2021-null, or a "
+        "cohort folder (cohort.h5mu + genotypes.{bed,bim,fam}) (default: sim)",
+    )  # fmt: skip
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training budget (default: quick)")
+    parser.add_argument("--out", type=Path, help="run folder (default: reports/<timestamp>_<dataset>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training, splits and probes (default: 0)")
+    parser.add_argument("--check", type=Path, metavar="BASELINE", help="fail (exit 1) on metrics worse than BASELINE")
+    parser.add_argument(
+        "--update-baseline", type=Path, metavar="BASELINE",
+        help=f"rewrite BASELINE from {N_BASELINE_SEEDS} runs (seeds SEED..SEED+{N_BASELINE_SEEDS - 1})",
+    )  # fmt: skip
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing model or task")
+    parser.add_argument("--donors", choices=("strict", "intersect"), default="strict",
+                        help="cohort folders: keep only donors with both cells and genotypes (intersect)")  # fmt: skip
+    parser.add_argument("--cache", type=Path, default=None, help="model cache folder (default: $MULTILIVI_CACHE/models)")
+    parser.add_argument("--no-cache", action="store_true", help="always train, never read or write the cache")
+    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
+    parser.add_argument("--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        specs = [resolve_spec(raw) for raw in args.models]
+        baseline = gate.read_baseline(args.check) if args.check else None
+        if baseline is not None:
+            gate.check_models(baseline, [s.name for s in specs])
+        cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
+        entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
+        out = args.out or default_run_folder(cohort)
+        check_writable(out)
+    except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logger.info("%s", cohort.summary())
+    scores = run(args, cohort, entries, out, argv=argv, report=True)
+    logger.info("report: %s", out / "report.html")
+    if args.update_baseline:
+        runs = [scores] + [
+            run(args, cohort, prepare(specs, cohort, preset=args.preset, seed=seed), None, argv=argv, report=False, seed=seed)
+            for seed in range(args.seed + 1, args.seed + N_BASELINE_SEEDS)
+        ]
+        meta = {"preset": args.preset, "dataset": cohort.name, "seeds": list(range(args.seed, args.seed + N_BASELINE_SEEDS))}
+        gate.write_baseline(gate.make_baseline(runs, models=[s.name for s in specs], meta=meta), args.update_baseline)
+        logger.info("baseline written to %s", args.update_baseline)
+    if baseline is not None:
+        violations = gate.check_against(scores, baseline, models=[s.name for s in specs])
+        if violations:
+            print(f"regression gate: {len(violations)} metrics worse than {args.check}:", file=sys.stderr)
+            for violation in violations:
+                print(f"  {violation}", file=sys.stderr)
+            return 1
+        print(f"regression gate: all {len(baseline['entries'])} gated metrics within their bands of {args.check}")
+    return 0
+
+
+def run(
+    args: argparse.Namespace,
+    cohort: Cohort,
+    entries: list[Entry],
+    out: Path | None,
+    *,
+    argv: Sequence[str] | None,
+    report: bool,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """One comparison: outputs and tasks for every entry; writes the run folder when ``out`` is given."""
+    seed = args.seed if seed is None else seed
+    start = time.perf_counter()
+    train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
+    ctx = EvalContext.from_cohort(cohort, heldout_idx, engine=args.engine, seed=seed)
+    cache = None if args.no_cache else (args.cache or default_cache_dir())
+    rows: list[ScoreRow] = []
+    runs: dict[str, TaskRun] = {}
+    outputs: dict[str, ModelOutputs] = {}
+    for entry in entries:
+        if entry.skip_reason:
+            rows.append(not_run(entry.name, "-", "*", entry.skip_reason))
+            continue
+        try:
+            outputs[entry.name] = compute_outputs(
+                entry, cohort, train_idx, heldout_idx, seed=seed, cache_dir=cache, progress=not args.quiet
+            )
+        except Exception as exc:  # one failing model must not lose the others' results
+            if args.fail_fast:
+                raise
+            logger.exception("%s failed", entry.name)
+            rows.append(not_run(entry.name, "-", "*", f"{type(exc).__name__}: {exc}", status="error"))
+            continue
+        runs[entry.name] = run_tasks(entry.name, outputs[entry.name], ctx, fail_fast=args.fail_fast)
+        rows += runs[entry.name].rows
+        if out is not None:
+            write_model_outputs(out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], entry)
+            write_scores(scores_frame(rows), out / "scores.csv")  # partial results survive an interruption
+    scores = scores_frame(rows)
+    if out is None:
+        return scores
+    meta = run_metadata(args, cohort, entries, argv, seed=seed, wall_seconds=time.perf_counter() - start)
+    write_scores(scores, out / "scores.csv")
+    atomic_write_json(out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")})
+    if report:
+        figures = {} if args.no_umap else umap_figures(outputs, cohort, seed)
+        figures |= qq_figures(runs)
+        write_report(out, scores, meta, figures)
+    return scores
+
+
+# ------------------------------------------------------------------------------------- helpers
+def load_cohort(dataset: str, *, preset: str, donors: str) -> Cohort:
+    """The cohort named by ``--dataset``: a simulated cohort, a named real dataset, or a folder."""
+    if dataset in ("sim", "sim-ci", "sim-default"):
+        from multilivi.data.simulate import SimulationConfig, simulate
+
+        small = dataset == "sim-ci" or (dataset == "sim" and preset == "ci")
+        return simulate(SimulationConfig.ci() if small else SimulationConfig(), seed=0)
+    path = Path(dataset)
+    if path.exists():
+        return Cohort.read(path, donors=donors)
+    from multilivi.data.datasets import load_dataset
+
+    return load_dataset(dataset)
+
+
+def default_run_folder(cohort: Cohort) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{stamp}_{cohort.name}"
+
+
+def check_writable(out: Path) -> None:
+    """Fail before training when the run folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"cannot write the run folder {out} ({exc.strerror}); pass a writable --out DIR") from exc
+
+
+def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, entry: Entry) -> None:
+    """Views, donor factors, significant associations and training history of one model."""
+    write_outputs(folder, outputs)
+    for view, result in task_run.associations.items():
+        atomic_write(folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(0.05).to_csv(tmp, index=False))
+    history = entry.info.get("history")
+    if history:
+        atomic_write(folder / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index_label="epoch"))
+
+
+def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) -> dict[str, Any]:
+    cell_type = cohort.labels("cell_type")
+    panels, labels = {}, {}
+    for model, out in outputs.items():
+        for view, embedding in out.views.items():
+            coords, idx = umap_coordinates(embedding, seed=seed)
+            panels[f"{model} · {view}"] = coords
+            labels[f"{model} · {view}"] = cell_type[idx] if cell_type is not None else np.zeros(len(idx), dtype=str)
+    return {"umap_grid": plot_umap_grid(panels, labels)} if panels else {}
+
+
+def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
+    by_view: dict[str, dict[str, np.ndarray]] = {}
+    for model, task_run in runs.items():
+        for view, result in task_run.associations.items():
+            by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = result.pvalues
+    return {f"qq_{view}": qq_plot(pvalues) for view, pvalues in by_view.items()}
+
+
+def run_metadata(
+    args: argparse.Namespace, cohort: Cohort, entries: list[Entry], argv: Sequence[str] | None, *, seed: int,
+    wall_seconds: float,
+) -> dict[str, Any]:  # fmt: skip
+    truth = cohort.truth
+    return {
+        "schema_version": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "git_sha": git_sha(),
+        "preset": args.preset,
+        "seed": seed,
+        "wall_seconds": round(wall_seconds, 1),
+        "versions": {
+            "python": platform.python_version(),
+            **{pkg: version(pkg) for pkg in ("multilivi", "torch", "numpy", "scikit-learn", "glimix-core", "anndata")},
+        },
+        "dataset": {
+            "name": cohort.name,
+            "data_hash": cohort.data_hash,
+            "n_cells": cohort.n_cells,
+            "n_donors": cohort.n_donors,
+            "modalities": {m: cohort.n_features(m) for m in cohort.modalities},
+            "n_variants": None if cohort.genotypes is None else cohort.genotypes.n_variants,
+            "simulated_truth": truth is not None,
+            "semi_synthetic": "liu2021" in cohort.name and cohort.genotypes is not None,
+        },
+        "models": {
+            e.name: {k: v for k, v in e.info.items() if k != "history"}
+            | {"status": "skipped" if e.skip_reason else "ok", "reason": e.skip_reason}
+            for e in entries
+        },
+    }
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
