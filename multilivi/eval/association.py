@@ -101,6 +101,8 @@ class AssociationResult:
         Variants not tested because they do not vary across donors after imputation.
     engine, reml
         How the scan was run.
+    untested_factors
+        Factors not tested (NaN rows) because they are constant given the covariates.
     """
 
     factors: tuple[str, ...]
@@ -113,6 +115,7 @@ class AssociationResult:
     n_monomorphic_skipped: int
     engine: str
     reml: bool
+    untested_factors: tuple[str, ...] = ()
 
     @property
     def n_tests(self) -> int:
@@ -147,7 +150,8 @@ class AssociationResult:
     def summary(self, fdr: float = 0.05) -> list[MetricResult]:
         """Numbers of significant pairs and variants at ``fdr``, and genomic-control lambda."""
         hits = self.hits(fdr)
-        details = {"fdr": fdr, "n_tests": self.n_tests, "engine": self.engine, "reml": self.reml}
+        details = {"fdr": fdr, "n_tests": self.n_tests, "engine": self.engine, "reml": self.reml,
+                   "untested_factors": list(self.untested_factors)}
         return [
             MetricResult("n_significant_pairs", float(len(hits)), True, details),
             MetricResult("n_significant_variants", float(hits["variant"].nunique()), True, details),
@@ -439,11 +443,17 @@ def lmm_scan(
         kinship = (kinship + kinship.T) / 2
 
     n_factors, n_variants = y.shape[1], dosage.shape[1]
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    tested = (residual**2).sum(axis=0) > 1e-20 * (y**2).sum(axis=0)
+    untested = tuple(str(c) for c in y_frame.columns[~tested])
+    if untested:
+        logger.warning("not testing %d factors that are constant given the covariates: %s", len(untested),
+                       ", ".join(untested[:5]))
     pvalues, beta, se = _allocate((n_factors, n_variants), pvalues_path)
     if engine == "glimix":
-        scanner = _GlimixEngine(y, x, kinship, reml)
+        scanner = _GlimixEngine(y[:, tested], x, kinship, reml)
     else:
-        scanner = _BatchedEngine(fit_null(y, x, kinship, reml=reml))
+        scanner = _BatchedEngine(fit_null(y[:, tested], x, kinship, reml=reml))
     n_skipped = 0
     for start in range(0, n_variants, chunk_size):
         stop = min(start + chunk_size, n_variants)
@@ -453,12 +463,12 @@ def lmm_scan(
         if not keep.all():
             pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = np.nan, np.nan, np.nan
         if keep.all():
-            p, alpha, alpha_se = scanner.scan(g_std)
+            p, alpha, alpha_se = _rows(tested, *scanner.scan(g_std))
             pvalues[:, start:stop] = p
             np.divide(alpha, sd, out=beta[:, start:stop])  # back to the dosage scale
             np.divide(alpha_se, sd, out=se[:, start:stop])
         elif columns.size:
-            p, alpha, alpha_se = scanner.scan(g_std)
+            p, alpha, alpha_se = _rows(tested, *scanner.scan(g_std))
             pvalues[:, columns], beta[:, columns], se[:, columns] = p, alpha / sd, alpha_se / sd
         logger.debug("scanned variants %d-%d of %d", start, stop, n_variants)
     if n_skipped:
@@ -472,12 +482,25 @@ def lmm_scan(
         pvalues=pvalues,
         beta=beta,
         se=se,
-        delta=scanner.delta,
-        null_lml=scanner.lml,
+        delta=_rows(tested, scanner.delta[:, None])[0][:, 0],
+        null_lml=_rows(tested, scanner.lml[:, None])[0][:, 0],
         n_monomorphic_skipped=n_skipped,
         engine=engine,
         reml=reml,
+        untested_factors=untested,
     )
+
+
+def _rows(tested: NDArray[np.bool_], *arrays: NDArray) -> tuple[NDArray, ...]:
+    """Expand (tested factors, ...) arrays to all factors, NaN in the rows of untested factors."""
+    if tested.all():
+        return arrays
+    full = []
+    for array in arrays:
+        out = np.full((tested.size, *array.shape[1:]), np.nan)
+        out[tested] = array
+        full.append(out)
+    return tuple(full)
 
 
 class _BatchedEngine:

@@ -248,3 +248,13 @@ def test_ml_null_and_quantile_normalisation(data):
     column = rank_inverse_normal(phenotypes)["D0"].to_numpy()
     np.testing.assert_allclose(np.sort(column), special.ndtri((np.arange(1, 121) - 0.5) / 120))
     assert stats.spearmanr(column, phenotypes["D0"]).statistic == pytest.approx(1.0)
+
+
+def test_constant_factors_are_reported_not_tested(data):
+    phenotypes, dosage, donors, variants, kinship, covariates = data
+    with_dead = phenotypes.assign(dead=0.0, age_copy=2 * covariates["age"] + 1)
+    args = dict(donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates)
+    result = lmm_scan(with_dead, dosage, **args)
+    assert result.untested_factors == ("dead", "age_copy")
+    assert np.isnan(result.pvalues[-2:]).all() and np.isnan(result.delta[-2:]).all()
+    np.testing.assert_allclose(result.pvalues[:-2], lmm_scan(phenotypes, dosage, **args).pvalues)
