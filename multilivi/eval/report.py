@@ -251,6 +251,7 @@ table { border-collapse: collapse; font-size: 13px; margin: .5em 0 .3em; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e3e6e8; text-align: left; vertical-align: top; }
 thead th { position: sticky; top: 0; background: #eef1f4; border-bottom: 2px solid #c4cad0; z-index: 1; }
 tbody tr:nth-child(even) td { background: #fafbfc; }
+td:first-child { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .delta { font-size: 11px; margin-left: .5em; }
 .up { color: #1a7f37; } .down { color: #cf222e; } .same { color: #6e7781; }
