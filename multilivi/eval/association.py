@@ -196,9 +196,10 @@ def standardise_variants(
     g -= mean
     sd = np.sqrt(np.einsum("ij,ij->j", g, g) / g.shape[0])
     polymorphic = np.isfinite(sd) & (sd > 1e-12 * np.maximum(1.0, np.abs(np.nan_to_num(mean))))
-    g = g[:, polymorphic]
-    g /= sd[polymorphic]
-    return g, sd[polymorphic], polymorphic
+    if not polymorphic.all():
+        g, sd = g[:, polymorphic], sd[polymorphic]
+    g /= sd
+    return g, sd, polymorphic
 
 
 def fit_null(
@@ -301,6 +302,8 @@ class _Likelihood:
         hi = deltas[np.minimum(best + 1, len(deltas) - 1)]
         for _ in range(BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
+            if np.all((mid == lo) | (mid == hi)):  # every bracket is down to adjacent floats
+                break
             rising = self.score(mid) > 0
             lo, hi = np.where(rising, mid, lo), np.where(rising, hi, mid)
         candidates = np.stack([lo, hi, deltas[best]])
