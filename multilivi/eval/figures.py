@@ -173,7 +173,8 @@ def association_counts(scores: pd.DataFrame) -> Figure | None:
     colours = _palette(model_order(scores))
     fig = Figure(figsize=(9.0, max(2.6, 0.38 * len(pairs) + 1.4)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    titles = {"n_significant_pairs": "significant factor–variant pairs", "n_significant_variants": "distinct significant variants"}
+    titles = {"n_significant_pairs": "significant factor–variant pairs",
+              "n_significant_variants": "distinct significant variants"}
     y = np.arange(len(pairs))
     for ax, metric in zip(axes, metrics):
         values = rows.loc[rows["metric"] == metric].set_index(["model", "view"])["value"]

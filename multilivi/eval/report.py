@@ -28,8 +28,7 @@ from matplotlib.figure import Figure
 
 from multilivi.atomic import atomic_write, atomic_write_text
 from multilivi.eval import figures
-from multilivi.eval.figures import BASELINE_MODEL, CLASS_PREFIX, check_scores, model_order, row_label
-from multilivi.eval.results import MODEL_LEVEL
+from multilivi.eval.figures import BASELINE_MODEL, CLASS_PREFIX, check_scores, model_order
 
 logger = logging.getLogger(__name__)
 
@@ -609,8 +608,8 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks.append(Heading("UMAP"))
     umaps = sorted(k for k in extra_figures if k.startswith("umap"))
     for name in umaps:
-        blocks += _figure(name, extra_figures[name], "UMAP of the cell-state views, coloured by cell type (thesis Fig. 5).",
-                          figs)
+        blocks += _figure(name, extra_figures[name],
+                          "UMAP of the cell-state views, coloured by cell type (thesis Fig. 5).", figs)
         placed.add(name)
     if not umaps:
         blocks.append(Paragraph("No UMAP figure was made for this run."))

@@ -70,8 +70,8 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
                      ScoreRow(model, view, "truth", "lambda_null", 1 + float(rng.normal(0, 0.05)),
                               higher_is_better=False)]
             if view == "D":
-                rows += [ScoreRow(model, view, "truth", f"donor_factor_recovery/program_{p}", float(rng.uniform(0.4, 1)))
-                         for p in range(3)]
+                rows += [ScoreRow(model, view, "truth", f"donor_factor_recovery/program_{p}",
+                                  float(rng.uniform(0.4, 1))) for p in range(3)]
     rows.append(not_run("emb-scvi", "donor_means", "probe_donor", "donor means have one row per donor"))
     # metrics outside the SCORES.md vocabulary must still reach the report
     rows += [ScoreRow(m, "c" if m != "dmlivi-50" else "shared", "truth", "cell_state_r2", r2)
@@ -95,8 +95,8 @@ def synthetic_meta() -> dict:
                     "n_variants": 2000, "semi_synthetic": True, "note": "genotypes drawn from HWE at random MAF",
                     "data_hash": "ab12cd", "simulated_truth": True},
         "models": models, "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.4.0", "multilivi": "0.1.0"},
-        "git_sha": "0123456789abcdef", "argv": ["benchmarks.compare", "--preset", "ci"], "created": "2025-01-01T00:00:00",
-        "seed": 0, "preset": "ci", "wall_seconds": 321.5,
+        "git_sha": "0123456789abcdef", "argv": ["benchmarks.compare", "--preset", "ci"],
+        "created": "2025-01-01T00:00:00", "seed": 0, "preset": "ci", "wall_seconds": 321.5,
     }
 
 
