@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=None, help="model cache folder (default: $MULTILIVI_CACHE/models)")
     parser.add_argument("--no-cache", action="store_true", help="always train, never read or write the cache")
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
+    parser.add_argument("--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)")
     parser.add_argument("--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
@@ -144,7 +145,7 @@ def run(
     seed = args.seed if seed is None else seed
     start = time.perf_counter()
     train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
-    ctx = EvalContext.from_cohort(cohort, heldout_idx, engine=args.engine, seed=seed)
+    ctx = EvalContext.from_cohort(cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed)
     cache = None if args.no_cache else (args.cache or default_cache_dir())
     rows: list[ScoreRow] = []
     runs: dict[str, TaskRun] = {}

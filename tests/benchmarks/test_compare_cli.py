@@ -1,0 +1,89 @@
+"""The comparison end to end through its CLI entry point, on the CI cohort and preset."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import gate
+from benchmarks.compare import main
+from multilivi.data import SimulationConfig, simulate
+from multilivi.eval.results import read_scores
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A third-party embedding (written with anndata), its donor factors, and one finished run."""
+    root = tmp_path_factory.mktemp("compare")
+    cohort = simulate(SimulationConfig.ci(), seed=0)
+    rng = np.random.default_rng(0)
+    x = np.log1p(cohort.counts("rna").toarray())
+    embedding = (x - x.mean(0)) @ rng.normal(size=(x.shape[1], 6))
+    other_tool = ad.AnnData(obs=pd.DataFrame(index=cohort.cell_names[::-1]))  # rows in another order
+    other_tool.obsm["X_tool"] = embedding[::-1]
+    other_tool.write_h5ad(root / "tool.h5ad")
+    factors = pd.DataFrame(rng.normal(size=(cohort.n_donors, 3)), index=cohort.donor_names, columns=["a", "b", "c"])
+    factors.to_csv(root / "tool_factors.csv")
+    models = ["livi", f"emb:{root}/tool.h5ad#X_tool:donor_factors={root}/tool_factors.csv,name=tool", "pca"]
+    argv = ["--preset", "ci", "--dataset", "sim-ci", "--cache", str(root / "cache"), "--no-umap", "--probe-seeds", "2", "-q", "--models", *models]
+    assert main([*argv, "--out", str(root / "run1")]) == 0
+    return root, argv
+
+
+def test_run_folder_holds_scores_results_and_report(workspace):
+    root, _ = workspace
+    run = root / "run1"
+    for name in ("results.json", "scores.csv", "report.md", "report.html"):
+        assert (run / name).stat().st_size > 0, name
+    assert (run / "outputs" / "livi" / "donor_factors_D.csv").exists()
+    assert not list(run.rglob(".*.tmp")) and not [p for p in run.rglob(".*") if p.is_file()], "temporary files left"
+    results = json.loads((run / "results.json").read_text())
+    assert results["dataset"]["n_cells"] == 1519 and results["models"]["livi"]["cached"] is False
+    assert results["models"]["livi"]["config"]["epochs"] > 0
+
+
+def test_third_party_embedding_is_scored_beside_livi(workspace):
+    root, _ = workspace
+    scores = read_scores(root / "run1" / "scores.csv")
+    tool = scores[scores["model"] == "tool"]
+    ok = tool[tool["status"] == "ok"]
+    assert {"probe_cell_type", "probe_donor", "association", "truth"} <= set(ok["task"])
+    assert set(ok.loc[ok["task"] == "association", "view"]) == {"D"}  # its own donor-factor table
+    assert tool.loc[tool["task"] == "reconstruction", "reason"].str.contains("no held-out NLL").all()
+    livi_accuracy = scores.query("model == 'livi' and task == 'probe_cell_type' and metric == 'accuracy'")
+    assert livi_accuracy["value"].iloc[0] > 0.5
+    assert "tool" in (root / "run1" / "report.md").read_text()
+
+
+def test_rerun_trains_nothing_and_gate_passes_then_fails_naming_the_metric(workspace, capsys):
+    root, argv = workspace
+    first = read_scores(root / "run1" / "scores.csv")
+    baseline = gate.make_baseline([first, first], models=["livi", "tool", "pca"], meta={"preset": "ci"})
+    gate.write_baseline(baseline, root / "ok.json")
+    assert main([*argv, "--out", str(root / "run2"), "--check", str(root / "ok.json")]) == 0
+    assert json.loads((root / "run2" / "results.json").read_text())["models"]["livi"]["cached"] is True
+    second = read_scores(root / "run2" / "scores.csv")
+    pd.testing.assert_frame_equal(
+        first[first["task"] != "training"].reset_index(drop=True), second[second["task"] != "training"].reset_index(drop=True)
+    )
+    for entry in baseline["entries"]:
+        if (entry["model"], entry["task"], entry["metric"]) == ("livi", "probe_cell_type", "accuracy"):
+            entry["value"] = 1.2  # a baseline the current model cannot reach: it now looks worse
+    gate.write_baseline(baseline, root / "worse.json")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(root / "run3"), "--check", str(root / "worse.json")]) == 1
+    err = capsys.readouterr().err
+    assert "livi/c/probe_cell_type/accuracy" in err and "1 metrics worse" in err
+
+
+def test_bad_specs_fail_before_training(workspace, capsys):
+    root, argv = workspace
+    assert main([*argv[:-3], "mslivi50", "--out", str(root / "never")]) == 2
+    assert "did you mean 'mslivi-50'" in capsys.readouterr().err
+    assert not (root / "never").exists()
