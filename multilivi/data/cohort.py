@@ -233,11 +233,12 @@ class Cohort:
 def new_mudata(modalities: dict[str, ad.AnnData]) -> md.MuData:
     """A MuData of ``modalities``, built without mudata's warnings about legitimate CITE-seq layouts.
 
-    A gene and an antibody may share a name (CD14); obs/var columns are not pulled from the
-    modalities (mudata 0.4's default, adopted here for this object only).
+    A gene and an antibody may share a name (CD14); the Cohort sets obs itself, so mudata's notice
+    about pulling modality columns does not apply.
     """
-    with warnings.catch_warnings(), md.set_options(pull_on_update=False):
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
+        warnings.filterwarnings("ignore", message="From 0.4 .update", category=FutureWarning)
         return md.MuData(modalities)
 
 
