@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 UP, DOWN, SAME = "▲", "▼", "="
 EQUAL_TOLERANCE = 1e-12
-CLOSER_TO_ONE_PREFIX = "lambda"  # lambda_gc, lambda_null: inflation factors, best at 1
+CLOSER_TO_ONE_PREFIX = "lambda"  # lambda_gc, lambda_gc_null: inflation factors, best at 1
 TASK_NOT_RUN = "*"  # metric of a row saying a whole task did not run (multilivi.eval.results.not_run)
 DESCRIPTIVE = frozenset({"n_tests", "n_monomorphic_skipped"})  # differences shown, no better/worse
 CELL_VIEWS = frozenset({"c", "shared", "all", "emb", "rna", "rna+prot"})
@@ -48,7 +48,7 @@ _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def direction(metric: str, value: float, baseline: float, higher_is_better: bool) -> str:
     """The arrow for ``value`` against ``baseline``: ``▲`` better, ``▼`` worse, ``=`` equal, ``""`` if undefined.
 
-    Inflation factors (metrics named ``lambda...``: ``lambda_gc``, ``lambda_null``) are better
+    Inflation factors (metrics named ``lambda...``: ``lambda_gc``, ``lambda_gc_null``) are better
     when closer to 1; every other metric follows
     ``higher_is_better``. Values within ``EQUAL_TOLERANCE`` (1e-12) of each other are equal.
     """
@@ -590,11 +590,11 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
                                 note=True))
     truth = tables.table([
         ("truth", "power", "power"), ("truth", "empirical_fdr", "empirical FDR"),
-        ("truth", "lambda_null", "λ on null variants"),
-        ("truth", "donor_factor_recovery", "donor-factor recovery"),
-        ("truth", "cell_state_recovery", "cell-state recovery"),
+        ("truth", "lambda_gc_null", "λ on null variants"),
+        ("truth", "factor_recovery", "donor-factor recovery (best |r| per true factor)"),
+        ("truth", "cell_state_r2", "cell-state recovery (held-out R²)"),
     ], caption="Against the simulated truth; FDR is lower-better, λ closer to 1 is better.")
-    per_program = tables.per_key("truth", "donor_factor_recovery/",
+    per_program = tables.per_key("truth", "factor_recovery/",
                                  caption="Best |correlation| of any learnt donor factor with each true program.")
     truth_blocks = [truth] if truth else []
     if per_program is not None:
