@@ -258,3 +258,15 @@ def test_constant_factors_are_reported_not_tested(data):
     assert result.untested_factors == ("dead", "age_copy")
     assert np.isnan(result.pvalues[-2:]).all() and np.isnan(result.delta[-2:]).all()
     np.testing.assert_allclose(result.pvalues[:-2], lmm_scan(phenotypes, dosage, **args).pvalues)
+
+
+def test_glimix_engine_standard_errors_without_covariates(data):
+    """glimix-core's single-covariate branch scales its SE itself; the engine must not scale it twice."""
+    phenotypes, dosage, donors, variants, kinship, covariates = data
+    result = lmm_scan(phenotypes.iloc[:, :2], dosage[:, :30], donors=donors, variant_ids=variants[:30],
+                      kinship=kinship, engine="glimix")
+    imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
+    for j in (0, 29):
+        p, beta, se = direct_gls(phenotypes.iloc[:, 1].to_numpy(), np.ones((len(donors), 1)), imputed[:, j],
+                                 kinship, result.delta[1])
+        np.testing.assert_allclose([result.beta[1, j], result.se[1, j]], [beta, se], rtol=1e-8)
