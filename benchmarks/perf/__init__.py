@@ -1,0 +1,1 @@
+"""Performance benchmarks (pytest-benchmark); run with ``python -m benchmarks.perf.run``."""

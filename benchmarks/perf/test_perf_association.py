@@ -1,0 +1,95 @@
+"""Association throughput (factor x variant tests per second): batched LMM vs the per-factor
+glimix-core loop vs OLS vs a plain GEMM of the same shape, all in the same run.
+
+Every case also checks that the batched engine reproduces glimix-core's p-values on the glimix
+subset (same null variance ratio, |dlog10 p| <= 1e-6 max(1, |log10 p|)).
+
+glimix-core is run on a subset of factors and variants (``workloads.GLIMIX_SUBSETS``) at two
+variant counts; its time is extrapolated linearly to the full case as
+``n_factors / subset_factors * (fixed + per_variant * n_variants)``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks.perf import workloads as wl
+
+SIZES = [(100, 10_000), (100, 100_000), (1_000, 10_000), (1_000, 100_000)]
+ENGINES = ["glimix", "batched", "ols", "gemm", "gemm-cuda"]  # glimix first: its result is the parity reference
+CASES = [pytest.param(n, m, e, id=f"{n}donors-{m // 1000}kvariants-{e}") for n, m in SIZES for e in ENGINES]
+
+_references: dict[tuple[int, int], object] = {}  # (donors, variants) -> glimix-core result on the subset
+
+
+def _reference(case: wl.AssociationCase):
+    key = (case.n_donors, case.n_variants)
+    if key not in _references:
+        subset = wl.GLIMIX_SUBSETS[case.n_donors]
+        _references[key] = case.scan("glimix", subset.n_factors, subset.n_variants)
+    return _references[key]
+
+
+def _rounds(n_donors: int, n_variants: int) -> int:
+    return 3 if n_donors * n_variants <= 10_000_000 else 1
+
+
+@pytest.mark.parametrize(("n_donors", "n_variants", "engine"), CASES)
+def test_association_throughput(benchmark, n_donors, n_variants, engine):
+    case = wl.association_case(n_donors, n_variants)
+    n_tests = case.n_factors * case.n_variants
+    info = benchmark.extra_info
+    info.update(kind="association", engine=engine, n_donors=n_donors, n_factors=case.n_factors,
+                n_variants=n_variants, n_tests=n_tests)
+
+    if engine == "glimix":
+        subset = wl.GLIMIX_SUBSETS[n_donors]
+        start = time.perf_counter()
+        case.scan("glimix", subset.n_factors, subset.n_variants_small)
+        t_small = time.perf_counter() - start
+        result = benchmark.pedantic(case.scan, args=("glimix", subset.n_factors, subset.n_variants),
+                                    rounds=1, iterations=1)
+        _references[(n_donors, n_variants)] = result
+        t_big = benchmark.stats.stats.mean
+        per_variant = max(t_big - t_small, 0.0) / (subset.n_variants - subset.n_variants_small)
+        fixed = max(t_big - per_variant * subset.n_variants, 0.0)  # null fits, economic_qs
+        seconds = case.n_factors / subset.n_factors * (fixed + per_variant * n_variants)
+        info.update(measured_factors=subset.n_factors, measured_variants=subset.n_variants,
+                    measured_tests_per_s=subset.n_factors * subset.n_variants / t_big,
+                    fixed_s_per_factor=fixed / subset.n_factors, extrapolated=True, seconds=seconds)
+    elif engine in ("batched", "ols"):
+        result = benchmark.pedantic(case.scan, args=(engine,), rounds=_rounds(n_donors, n_variants),
+                                    iterations=1)
+        assert np.isfinite(np.asarray(result.pvalues)).all()
+        seconds = benchmark.stats.stats.min
+    else:
+        a, b = wl.gemm_operands(n_donors, n_variants)
+        if engine == "gemm-cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                pytest.skip("no CUDA device: the GPU GEMM bound needs one")
+            a, b = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+
+            def product():
+                out = a @ b
+                torch.cuda.synchronize()
+                return out
+        else:
+
+            def product():
+                return a @ b
+
+        benchmark.pedantic(product, rounds=5, iterations=1, warmup_rounds=1)
+        seconds = benchmark.stats.stats.min
+        info.update(note="float64 (factors x donors) @ (donors x variants): one GEMM per test batch")
+    info.update(seconds=seconds, tests_per_s=n_tests / seconds)
+
+    check = wl.parity(case, _reference(case))
+    info.update(parity_tests=check.n_tests, parity_max_rel_dlog10p=check.max_rel_dlog10p_same_delta,
+                parity_max_abs_dlog10p_own_delta=check.max_abs_dlog10p_own_delta,
+                parity_max_abs_ddelta=check.max_abs_ddelta)
+    assert check.ok, f"batched p-values differ from glimix-core's: {check}"
