@@ -8,21 +8,21 @@ into place when complete, so a killed run never leaves a half-written entry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
-import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import multilivi.models as models_package
 from benchmarks.embeddings import EmbeddingSpec, PCASpec, check_embedding, parse_embedding_spec, parse_pca_spec, pca_outputs
 from benchmarks.specs import ModelSpec, build_config, parse_spec
 from multilivi.atomic import atomic_write, atomic_write_json
@@ -33,6 +33,7 @@ from multilivi.models.registry import model_class
 logger = logging.getLogger(__name__)
 
 AnySpec = ModelSpec | EmbeddingSpec | PCASpec
+UNCACHED_FIELDS = ("progress",)  # config fields that do not change the trained model
 
 
 def resolve_spec(raw: str) -> AnySpec:
@@ -109,9 +110,9 @@ def compute_outputs(
         outputs = _read_outputs(folder)
         entry.info["fit_seconds"] = outputs.fit_seconds
         return outputs
-    model = model_class(entry.spec.family)(entry.config)
+    model = model_class(entry.spec.family)(replace(entry.config, progress=progress))
     logger.info("%s: training on %d cells", entry.name, len(train_idx))
-    model.fit(cohort, train_idx, progress=progress) if _accepts_progress(model) else model.fit(cohort, train_idx)
+    model.fit(cohort, train_idx)
     outputs = ModelOutputs(
         views=model.views(cohort, np.arange(cohort.n_cells)),
         donor_factors=model.donor_factors(),
@@ -128,14 +129,25 @@ def compute_outputs(
 
 
 def cache_key(entry: Entry, cohort: Cohort, heldout_idx: np.ndarray) -> str:
-    """Hash of (spec, effective config, data hash, held-out split); the seed is part of the config."""
+    """Hash of (model code, spec, effective config, data hash, held-out split); the seed is in the config."""
+    config = {k: v for k, v in _config_dict(entry.config).items() if k not in UNCACHED_FIELDS}
     payload = {
+        "code": model_code_hash(),
         "family": entry.spec.family,
-        "config": _config_dict(entry.config),
+        "config": config,
         "data": cohort.data_hash,
         "heldout": hashlib.sha256(np.asarray(heldout_idx, dtype=np.int64).tobytes()).hexdigest()[:16],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def model_code_hash() -> str:
+    """Hash of the model package's source, so a changed model never reuses a stale cache entry."""
+    h = hashlib.sha256()
+    for path in sorted(Path(models_package.__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------ cache i/o
@@ -182,12 +194,6 @@ def _read_outputs(folder: Path) -> ModelOutputs:
 
 def _config_dict(config: Any) -> dict[str, Any] | None:
     return asdict(config) if is_dataclass(config) else None
-
-
-def _accepts_progress(model: Any) -> bool:
-    import inspect
-
-    return "progress" in inspect.signature(model.fit).parameters
 
 
 def default_cache_dir() -> Path:
