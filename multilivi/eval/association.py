@@ -23,7 +23,9 @@ and effect sizes and standard errors are converted back to the dosage scale.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy import special, stats
+from threadpoolctl import threadpool_limits
 
 from multilivi.eval import fdr as fdr_mod
 from multilivi.eval.records import MetricResult
@@ -369,6 +372,7 @@ def lmm_scan(
     chunk_size: int = 2048,
     quantile_normalise: bool = False,
     pvalues_path: str | Path | None = None,
+    n_threads: int | None = None,
 ) -> AssociationResult:
     """Test every donor factor against every variant.
 
@@ -394,12 +398,16 @@ def lmm_scan(
     reml
         Fit the null noise share by REML (default) or ML.
     chunk_size
-        Variants scanned at once; bounds memory at about ``(factors + donors) * chunk_size`` floats.
+        Variants scanned at once; bounds memory at about ``(factors + donors) * chunk_size`` floats
+        per thread.
     quantile_normalise
         Rank-based inverse-normal transform each factor before testing.
     pvalues_path
         If given, p-values, effect sizes and standard errors are written as memory-mapped
         ``.npy`` files (``<path>``, ``<stem>.beta.npy``, ``<stem>.se.npy``) instead of RAM.
+    n_threads
+        Threads scanning chunks at once (``batched`` and ``ols``; each uses one BLAS thread);
+        default all cores.
 
     Returns
     -------
@@ -413,6 +421,8 @@ def lmm_scan(
         raise ValueError(f"engine={engine!r} needs a kinship matrix; pass kinship= or use engine='ols'")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"n_threads must be positive (or None for all cores), got {n_threads}")
     donors = list(map(str, donors))
     dosage = np.asarray(dosage)
     n = len(donors)
@@ -453,15 +463,11 @@ def lmm_scan(
         logger.warning("not testing %d factors that are constant given the covariates: %s", len(untested),
                        ", ".join(untested[:5]))
     pvalues, beta, se = _allocate((n_factors, n_variants), pvalues_path)
-    if engine == "glimix":
-        scanner = _GlimixEngine(y[:, tested], x, kinship, reml)
-    else:
-        scanner = _BatchedEngine(fit_null(y[:, tested], x, kinship, reml=reml))
-    n_skipped = 0
-    for start in range(0, n_variants, chunk_size):
+
+    def scan_chunk(start: int) -> int:
+        """Scan variants ``start:start + chunk_size`` into the outputs; returns the number skipped."""
         stop = min(start + chunk_size, n_variants)
         g_std, sd, keep = standardise_variants(dosage[:, start:stop])
-        n_skipped += int((~keep).sum())
         columns = start + np.nonzero(keep)[0]
         if not keep.all():
             pvalues[:, start:stop], beta[:, start:stop], se[:, start:stop] = np.nan, np.nan, np.nan
@@ -474,6 +480,21 @@ def lmm_scan(
             p, alpha, alpha_se = _rows(tested, *scanner.scan(g_std))
             pvalues[:, columns], beta[:, columns], se[:, columns] = p, alpha / sd, alpha_se / sd
         logger.debug("scanned variants %d-%d of %d", start, stop, n_variants)
+        return int((~keep).sum())
+
+    starts = range(0, n_variants, chunk_size)
+    if engine == "glimix":  # glimix-core's scanners are not shared across threads
+        scanner = _GlimixEngine(y[:, tested], x, kinship, reml)
+        n_skipped = sum(map(scan_chunk, starts))
+    else:
+        # One BLAS thread per chunk and chunks on a thread pool: multi-threaded BLAS on these small
+        # matrices (eigh of the kinship, (donors x chunk) products) collapses when the cores are
+        # shared, and the element-wise p-value work is single-threaded in numpy.
+        workers = max(1, min(n_threads or os.cpu_count() or 1, len(starts)))
+        with threadpool_limits(limits=1, user_api="blas"):
+            scanner = _BatchedEngine(fit_null(y[:, tested], x, kinship, reml=reml))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                n_skipped = sum(pool.map(scan_chunk, starts))
     if n_skipped:
         logger.info("skipped %d monomorphic variants of %d", n_skipped, n_variants)
     for array in (pvalues, beta, se):
