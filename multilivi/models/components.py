@@ -177,7 +177,8 @@ class Encoder(nn.Module):
 class ModalityDecoder(nn.Module):
     """Bias-free linear decoders of one modality and its count likelihood.
 
-    Logits ``h = W_C c + W_DxC u + W_V v`` (the donor terms only once the donor stage is on), an
+    Logits ``h = W_C c + W_DxC u + W_V v`` (the donor terms only once the donor stage is on; W_DxC and
+    W_V are initialised at zero so the stage switch leaves the likelihood unchanged), an
     optional per-feature BatchNorm, NB mean ``μ = library · softmax_features(h)`` and a per-feature
     inverse dispersion ``θ = exp(ℓ)`` (ℓ initialised to 1). With ``likelihood="nbmix"`` the counts
     follow a background/foreground NB mixture: foreground mean as above, background mean
@@ -210,9 +211,13 @@ class ModalityDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.w_c = nn.Linear(n_state, n_features, bias=False)
+        # donor decoders start at zero (the reference: He-uniform / default init), so entering stage 2
+        # does not perturb the fitted cell-state model; the N(0, 1) donor embeddings break the symmetry
         self.w_dxc = nn.Linear(n_dxc, n_features, bias=False)
-        nn.init.kaiming_uniform_(self.w_dxc.weight, nonlinearity="relu")  # He-uniform, as the reference
+        nn.init.zeros_(self.w_dxc.weight)
         self.w_v = nn.Linear(n_v, n_features, bias=False) if n_v else None
+        if self.w_v is not None:
+            nn.init.zeros_(self.w_v.weight)
         self.log_theta = nn.Parameter(torch.ones(n_features))
         self.norm = nn.BatchNorm1d(n_features) if batch_norm else None
         self.likelihood = likelihood

@@ -152,5 +152,8 @@ def test_decoder_mean_is_library_times_feature_softmax() -> None:
     expected = log_nb(x, library * torch.softmax(h, -1), dec.log_theta.exp()).sum(-1)
     np.testing.assert_allclose(dec.log_prob(x, library, c, h).detach(), expected.detach(), rtol=1e-6)
     assert torch.allclose(dec.log_theta, torch.ones(12))  # θ = e initially, as the reference
+    assert not dec.w_dxc.weight.any() and not dec.w_v.weight.any()  # donor terms start switched off
+    u, v = torch.randn(5, 2), torch.randn(5, 1)
+    np.testing.assert_allclose(dec.logits(c, u, v).detach(), h.detach())
     with pytest.raises(ValueError, match="likelihood"):
         ModalityDecoder(3, 2, 2, 1, batch_norm=False, likelihood="zinb")  # type: ignore[arg-type]
