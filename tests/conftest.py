@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 
 from multilivi.data import Genotypes
 
 matplotlib.use("Agg")
 md.set_options(pull_on_update=False)
+# The test models are tiny: one thread is faster on 2 cores and immune to OpenMP stalls under load.
+torch.set_num_threads(1)
 
 
 def make_mdata(n_cells: int = 240, n_genes: int = 40, n_proteins: int | None = 8, n_donors: int = 12, seed: int = 0):
