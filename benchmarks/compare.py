@@ -193,6 +193,11 @@ def load_cohort(dataset: str, *, preset: str, donors: str) -> Cohort:
     path = Path(dataset)
     if path.exists():
         return Cohort.read(path, donors=donors)
+    if "/" in dataset or "\\" in dataset or path.suffix:
+        raise FileNotFoundError(
+            f"no cohort folder {path}; --dataset takes a folder with cohort.h5mu + genotypes.{{bed,bim,fam}}, "
+            "or a dataset name (sim, sim-ci, liu2021, ...)"
+        )
     from multilivi.data.datasets import load_dataset
 
     return load_dataset(dataset)

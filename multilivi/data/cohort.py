@@ -294,8 +294,20 @@ def _canonical_obs(mdata: md.MuData, rna: ad.AnnData, keys: ObsKeys) -> pd.DataF
                 f"{values.isna().sum()} cells have no {column!r} ({wanted[column]!r}); "
                 f"fill or drop them, e.g. {'remove those cells' if column == 'donor' else 'label them unknown'}"
             )
+        if column == "donor":
+            values = _integral_floats_as_ints(values)
         obs[column] = pd.Categorical(values.astype(str))
     return obs
+
+
+def _integral_floats_as_ints(values: pd.Series) -> pd.Series:
+    """Donor ids read as floats (1.0, 2.0: a spreadsheet, a column that once held NaN) as integers.
+
+    So that they match the same ids written as ``1``, ``2`` in a PLINK .fam file.
+    """
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
+        return values.astype(np.int64)
+    return values
 
 
 def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnData]:
@@ -378,11 +390,15 @@ def _match_donors(cell_donors: pd.Series, genotyped: pd.Index, mode: str) -> np.
         f"{len(ungenotyped)} donors have cells but no genotypes ({_few(ungenotyped)}); "
         f"{len(cellless)} genotyped donors have no cells ({_few(cellless)})"
     )
-    if mode == "strict":
-        raise ValueError(message + "; pass donors='intersect' (--donors intersect) to keep only donors with both")
     common = cells.intersection(genotyped)
     if not len(common):
-        raise ValueError(message + "; no donor has both cells and genotypes: are the donor ids the same kind?")
+        raise ValueError(
+            message + "; no donor id is in both: the cells and the genotypes (.fam) name donors differently "
+            "(e.g. 'D01' vs '1', zero padding); recode one of them, or pass keys=ObsKeys(donor=...) if the "
+            "cells' donor column is another one"
+        )
+    if mode == "strict":
+        raise ValueError(message + "; pass donors='intersect' (--donors intersect) to keep only donors with both")
     logger.warning("%s; keeping the %d donors with both", message, len(common))
     return cell_donors.astype(str).isin(common).to_numpy()
 

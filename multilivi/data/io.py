@@ -110,17 +110,30 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     hand-made ``cohort.h5mu``, ``donors="intersect"``).
     """
     directory = Path(directory)
+    layout = (
+        "a cohort folder holds cohort.h5mu (+ genotypes.bed/.bim/.fam, kinship.tsv, donor_covariates.tsv, "
+        "truth.npz)"
+    )
+    if directory.is_file():
+        raise FileNotFoundError(
+            f"{directory} is a file, not a cohort folder; {layout}: put the file there as {COHORT_FILE}"
+        )
     path = directory / COHORT_FILE
     if not path.exists():
-        raise FileNotFoundError(
-            f"no {COHORT_FILE} in {directory}; a cohort folder holds cohort.h5mu (+ genotypes.bed/.bim/.fam, "
-            "kinship.tsv, donor_covariates.tsv, truth.npz)"
-        )
-    mdata = md.read_h5mu(path)
+        raise FileNotFoundError(f"no {COHORT_FILE} in {directory}; {layout}")
+    try:
+        mdata = md.read_h5mu(path)
+    except (OSError, KeyError, TypeError) as exc:  # h5py: truncated or not HDF5; mudata: not a MuData layout
+        raise ValueError(
+            f"{path} cannot be read as a MuData .h5mu file ({exc}); it may be truncated or another format: "
+            "write it again with mudata (mdata.write(path))"
+        ) from exc
     meta = mdata.uns.pop("multilivi", {})
     genotypes = None
-    if (directory / f"{GENOTYPES_PREFIX}.bed").exists():
-        genotypes = read_plink(directory / GENOTYPES_PREFIX)
+    if any((directory / f"{GENOTYPES_PREFIX}.{ext}").exists() for ext in ("bed", "bim", "fam")):
+        genotypes = read_plink(directory / GENOTYPES_PREFIX)  # raises naming any missing member of the trio
+    else:
+        _check_no_stray_plink(directory)
     optional = {
         "kinship": directory / KINSHIP_FILE,
         "donor_covariates": directory / COVARIATES_FILE,
@@ -131,12 +144,37 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     return Cohort(mdata, genotypes=genotypes, truth=truth, **tables, **cohort_kwargs)
 
 
+def _check_no_stray_plink(directory: Path) -> None:
+    """Refuse PLINK files under another prefix: they would be ignored and every association skipped."""
+    stray = sorted(p.name for p in directory.glob("*.bed"))
+    if stray:
+        raise ValueError(
+            f"{directory} holds PLINK files {stray} but genotypes are read from {GENOTYPES_PREFIX}.bed/.bim/.fam; "
+            f"rename them {GENOTYPES_PREFIX}.bed, {GENOTYPES_PREFIX}.bim, {GENOTYPES_PREFIX}.fam (or move them "
+            "out of the folder to run without genotypes)"
+        )
+
+
 def _write_table(table: pd.DataFrame, path: Path) -> None:
     table.to_csv(path, sep="\t", float_format="%.17g")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
+    return read_table(path, sep="\t")
+
+
+def read_table(path: str | Path, *, sep: str | None = None) -> pd.DataFrame:
+    """Read a delimited table whose first column is the index, keeping index ids as written.
+
+    Ids such as ``001`` or ``1`` stay the strings ``'001'`` and ``'1'`` (pandas alone would parse them
+    as the number 1). ``sep`` defaults to a tab for ``.tsv`` files and a comma otherwise.
+    """
+    path = Path(path)
+    sep = sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    ids = pd.read_csv(path, sep=sep, usecols=[0], dtype=str, keep_default_na=False).iloc[:, 0]
+    table = pd.read_csv(path, sep=sep, index_col=0)
+    table.index = pd.Index(ids.to_numpy(), name=table.index.name)
+    return table
 
 
 def _count_lines(path: Path) -> int:
