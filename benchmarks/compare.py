@@ -25,7 +25,7 @@ import pandas as pd
 from benchmarks import gate
 from benchmarks.presets import PRESETS
 from benchmarks.runner import Entry, compute_outputs, default_cache_dir, prepare, resolve_spec, write_outputs
-from multilivi.atomic import atomic_write, atomic_write_json
+from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
 from multilivi.data import Cohort, split_cells
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
 from multilivi.eval.fdr import qq_plot
@@ -36,6 +36,7 @@ from multilivi.eval.tasks import EvalContext, ModelOutputs, TaskRun, run_tasks
 logger = logging.getLogger("benchmarks.compare")
 
 DEFAULT_MODELS = ("livi", "mslivi-50", "dmlivi-50")
+PARTIAL_SCORES = "scores.partial.csv"  # the scores so far, while a run is under way
 THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
 N_BASELINE_SEEDS = 5
 
@@ -105,12 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
         entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
-        check_writable(out)
+        check_writable(out, what="run folder", option="--out DIR")
+        if args.update_baseline:
+            check_writable(args.update_baseline.parent, what="baseline folder", option="--update-baseline PATH")
+        if not args.no_cache:
+            check_writable(args.cache or default_cache_dir(), what="model cache", option="--cache DIR (or --no-cache)")
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # no repr quotes
+        print(f"error: {message}", file=sys.stderr)
         return 2
     logger.info("%s", cohort.summary())
-    scores = run(args, cohort, entries, out, argv=argv, report=True)
+    try:
+        scores = run(args, cohort, entries, out, argv=argv, report=True)
+    except OSError as exc:
+        print(
+            f"error: the run stopped on {type(exc).__name__}: {exc}; results.json, scores.csv and the report of an "
+            f"earlier run in {out} are unchanged{'' if args.no_cache else ' and finished models are cached'}: "
+            "fix the cause (disk space, permissions) and run again",
+            file=sys.stderr,
+        )
+        return 1
     logger.info("report: %s", out / "report.html")
     if args.update_baseline:
         runs = [scores] + [
@@ -168,17 +183,20 @@ def run(
         rows += runs[entry.name].rows
         if out is not None:
             write_model_outputs(out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], entry)
-            write_scores(scores_frame(rows), out / "scores.csv")  # partial results survive an interruption
+            write_scores(scores_frame(rows), out / PARTIAL_SCORES)  # partial results survive an interruption
     scores = scores_frame(rows)
     if out is None:
         return scores
     meta = run_metadata(args, cohort, entries, argv, seed=seed, wall_seconds=time.perf_counter() - start)
-    write_scores(scores, out / "scores.csv")
-    atomic_write_json(out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")})
+    figures: dict[str, Any] = {}
     if report:
-        figures = {} if args.no_umap else umap_figures(outputs, cohort, seed)
-        figures |= qq_figures(runs)
-        write_report(out, scores, meta, figures)
+        figures = ({} if args.no_umap else umap_figures(outputs, cohort, seed)) | qq_figures(runs)
+    with atomic_group():  # all or nothing: a failed write leaves an earlier run's files in `out` as they were
+        write_scores(scores, out / "scores.csv")
+        atomic_write_json(out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")})
+        if report:
+            write_report(out, scores, meta, figures)
+    (out / PARTIAL_SCORES).unlink(missing_ok=True)
     return scores
 
 
@@ -208,15 +226,15 @@ def default_run_folder(cohort: Cohort) -> Path:
     return Path("reports") / f"{stamp}_{cohort.name}"
 
 
-def check_writable(out: Path) -> None:
-    """Fail before training when the run folder cannot be written."""
+def check_writable(folder: Path, *, what: str = "run folder", option: str = "--out DIR") -> None:
+    """Fail before training when ``folder`` cannot be created or written."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"cannot write the run folder {out} ({exc.strerror}); pass a writable --out DIR") from exc
+        raise PermissionError(f"cannot write the {what} {folder} ({exc.strerror}); pass a writable {option}") from exc
 
 
 def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, entry: Entry) -> None:

@@ -27,6 +27,7 @@ from sklearn.decomposition import PCA
 
 from multilivi.data import Cohort
 from multilivi.data.genetics import _few
+from multilivi.data.io import read_table
 from multilivi.eval.tasks import ModelOutputs
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
@@ -177,7 +178,7 @@ def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", index_col=0)
+    return read_table(path)  # ids as written: '0001' stays '0001'
 
 
 # ------------------------------------------------------------------------------------------- pca

@@ -7,28 +7,74 @@ previous version of the target.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 
+_GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("_GROUP", default=None)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
+    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds.
+
+    Inside :func:`atomic_group` the rename waits for the whole group to succeed.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)
-    tmp = Path(tmp)
+    tmp: Path | None = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
     try:
         yield tmp
-        os.replace(tmp, target)
+        group = _GROUP.get()
+        if group is None:
+            os.replace(tmp, target)
+        else:
+            group.append((tmp, target))
+            tmp = None  # the group renames or removes it
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """Files written atomically inside the block replace their targets together, once the block succeeds.
+
+    If anything in the block fails (or is interrupted), no target changes: the previous versions of
+    all of them stay as they were and the temporary files are removed. Nested groups join the outer one.
+    """
+    if _GROUP.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _GROUP.set(pending)
+    try:
+        yield
+    except BaseException:
+        _remove(tmp for tmp, _ in pending)
+        raise
+    finally:
+        _GROUP.reset(token)
+    renamed = 0
+    try:
+        for tmp, target in pending:
+            os.replace(tmp, target)
+            renamed += 1
+    finally:
+        _remove(tmp for tmp, _ in pending[renamed:])
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
