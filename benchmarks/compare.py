@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from benchmarks import gate
 from benchmarks.presets import PRESETS
@@ -91,12 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
     parser.add_argument("--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)")
     parser.add_argument("--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, metavar="N",
+        help="CPU threads for training (default: 1; the preset models are small, and one thread per process "
+        "is fastest on a few cores and does not stall under load; raise it for --preset paper)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         specs = [resolve_spec(raw) for raw in args.models]
