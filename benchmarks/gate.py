@@ -97,8 +97,11 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"baseline {path} does not exist; create it with --update-baseline {path}")
-    baseline = json.loads(path.read_text())
-    if baseline.get("schema_version") != SCHEMA_VERSION or "entries" not in baseline:
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON ({exc}); regenerate it with --update-baseline {path}") from None
+    if not isinstance(baseline, dict) or baseline.get("schema_version") != SCHEMA_VERSION or "entries" not in baseline:
         raise ValueError(f"{path} is not a multilivi baseline (schema {SCHEMA_VERSION}); regenerate it with --update-baseline")
     return baseline
 

@@ -75,5 +75,8 @@ def test_baseline_for_other_models_is_refused(baseline, tmp_path):
     (tmp_path / "bad.json").write_text('{"something": 1}')
     with pytest.raises(ValueError, match="not a multilivi baseline"):
         gate.read_baseline(tmp_path / "bad.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not JSON"):
+        gate.read_baseline(tmp_path / "broken.json")
     with pytest.raises(FileNotFoundError, match="--update-baseline"):
         gate.read_baseline(tmp_path / "absent.json")
