@@ -118,7 +118,7 @@ def render_end_to_end(data: dict) -> str | None:
     i = infos[0]
     fits = ", ".join(f"{k} {v:.0f} s" for k, v in (i.get("fit_seconds") or {}).items() if v is not None)
     lines = ["| command | wall | CPU (user + sys) | peak RSS | model fits |", "|---|---:|---:|---:|---|",
-             f"| `python -m {i['command']}` | {i['wall_s']:.0f} s | {i['cpu_s']:.0f} s | {i['peak_rss_mib']:.0f} MiB "
+             f"| `python {i['command']}` | {i['wall_s']:.0f} s | {i['cpu_s']:.0f} s | {i['peak_rss_mib']:.0f} MiB "
              f"| {fits} |"]
     return "\n".join([*lines, "", _stamp(data)])
 
