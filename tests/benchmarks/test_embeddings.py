@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_mdata
+from cohort_factories import make_mdata
 
 from benchmarks.embeddings import check_embedding, parse_embedding_spec, parse_pca_spec, pca_outputs
 from multilivi.data import Cohort

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import make_genotypes, make_mdata
+from cohort_factories import make_genotypes, make_mdata
 
 from multilivi.data import Cohort, Genotypes, ObsKeys, kinship_from_genotypes, split_cells
 from multilivi.data.io import read_plink, write_plink

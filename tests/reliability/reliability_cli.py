@@ -9,7 +9,7 @@ from pathlib import Path
 import anndata as ad
 import mudata as md
 import numpy as np
-from conftest import make_genotypes, make_mdata
+from cohort_factories import make_genotypes, make_mdata
 
 from benchmarks.compare import main
 from multilivi.data.io import write_plink

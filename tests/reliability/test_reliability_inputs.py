@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_genotypes
+from cohort_factories import make_genotypes
 from reliability_cli import DONORS, N_CELLS, annotated, build, cli, good_mdata, refused, with_rna_counts, write_folder
 
 from multilivi.data import Cohort
