@@ -17,8 +17,8 @@ def cohort():
     return Cohort(make_mdata(n_cells=120, n_donors=6))
 
 
-def _embedding(cohort, rng=np.random.default_rng(0)):
-    return pd.DataFrame(rng.normal(size=(cohort.n_cells, 4)), index=cohort.cell_names)
+def _embedding(cohort):
+    return pd.DataFrame(np.random.default_rng(0).normal(size=(cohort.n_cells, 4)), index=cohort.cell_names)
 
 
 def test_spec_grammar():
