@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_factories import make_mdata
 
 from benchmarks import gate
 from benchmarks.compare import main
-from multilivi.data import SimulationConfig, simulate
+from multilivi.data import Cohort, SimulationConfig, simulate
 from multilivi.eval.results import read_scores
 
 pytestmark = pytest.mark.slow
@@ -87,3 +89,39 @@ def test_bad_specs_fail_before_training(workspace, capsys):
     assert main([*argv[:-3], "mslivi50", "--out", str(root / "never")]) == 2
     assert "did you mean 'mslivi-50'" in capsys.readouterr().err
     assert not (root / "never").exists()
+
+
+def test_tasks_that_cannot_run_are_skipped_rows_and_the_report_is_complete(tmp_path):
+    folder = Cohort(make_mdata(n_cells=240, n_proteins=None, n_donors=12)).write(tmp_path / "rna_only")
+    argv = ["--dataset", str(folder), "--preset", "ci", "--models", "livi", "mslivi-50", "pca", "--no-umap", "-q",
+            "--probe-seeds", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    scores = read_scores(tmp_path / "run" / "scores.csv")
+    skipped = scores[scores["status"] == "skipped"]
+    reasons = dict(zip(skipped["model"] + "/" + skipped["task"], skipped["reason"]))
+    assert "needs modality 'prot'" in reasons["mslivi-50/*"]
+    assert reasons["livi/association"] == "the cohort has no genotypes"
+    assert "no ground truth" in reasons["livi/truth"]
+    livi = scores[(scores["model"] == "livi") & (scores["status"] == "ok")]
+    assert {"reconstruction", "probe_cell_type", "probe_donor"} <= set(livi["task"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    skipped_section = report[report.index("## Skipped tasks"):]
+    assert "needs modality 'prot'" in skipped_section and "the cohort has no genotypes" in skipped_section
+    assert "## Probes" in report and "## Reconstruction" in report
+
+
+def test_gate_on_the_committed_baseline(tmp_path, capsys):
+    """The CI gate: passes on benchmarks/baselines/ci.json, fails naming the metric on a worsened copy."""
+    committed = Path(__file__).resolve().parents[2] / "benchmarks" / "baselines" / "ci.json"
+    baseline = gate.read_baseline(committed)
+    argv = ["--preset", "ci", "--models", *baseline["models"], "--no-umap", "-q", "--cache", str(tmp_path / "cache")]
+    assert main([*argv, "--out", str(tmp_path / "pass"), "--check", str(committed)]) == 0
+    for entry in baseline["entries"]:
+        if (entry["model"], entry["view"], entry["task"], entry["metric"]) == ("livi", "c", "probe_donor", "accuracy"):
+            entry["value"] = 0.0  # a leakage the models cannot beat: donor accuracy now looks worse
+            entry["band"] = 0.001
+    gate.write_baseline(baseline, tmp_path / "worse.json")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "fail"), "--check", str(tmp_path / "worse.json")]) == 1
+    err = capsys.readouterr().err
+    assert "1 metrics worse" in err and "livi/c/probe_donor/accuracy" in err
