@@ -122,7 +122,10 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     if not path.exists():
         raise FileNotFoundError(f"no {COHORT_FILE} in {directory}; {layout}")
     try:
-        mdata = md.read_h5mu(path)
+        # pull_on_update=False: mudata's legacy pull breaks on duplicated cell names before the
+        # Cohort can name them; the Cohort sets its own obs anyway
+        with md.set_options(pull_on_update=False):
+            mdata = md.read_h5mu(path)
     except (OSError, KeyError, TypeError) as exc:  # h5py: truncated or not HDF5; mudata: not a MuData layout
         raise ValueError(
             f"{path} cannot be read as a MuData .h5mu file ({exc}); it may be truncated or another format: "
