@@ -72,8 +72,9 @@ def plot_umap_grid(
     -------
     matplotlib.figure.Figure (never saved here).
     """
-    import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     names = list(panels)
     if not names:
@@ -97,7 +98,8 @@ def plot_umap_grid(
     colours = dict(zip(categories, palette))
     n_rows = -(-len(names) // n_cols)
     n_cols = min(n_cols, len(names))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 3.2 * n_rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * n_cols, 3.2 * n_rows))  # outside pyplot: not retained after use
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax, name, lab in zip(axes.flat, names, per_panel):
@@ -107,7 +109,7 @@ def plot_umap_grid(
         ax.set_title(name, fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in categories]
+    handles = [Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in categories]
     fig.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig

@@ -111,10 +111,11 @@ def qq_plot(pvalues: Mapping[str, NDArray[np.floating]], *, max_points: int = 20
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if ax is None:  # a Figure outside pyplot: nothing is retained after the caller drops it
+        fig = Figure(figsize=(4.5, 4.5))
+        ax = fig.subplots()
     else:
         fig = ax.figure
     top = 0.0
