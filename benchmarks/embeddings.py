@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from multilivi.data import Cohort
-from multilivi.data.genetics import _few
+from multilivi.data.genetics import few_names
 from multilivi.data.io import read_table
 from multilivi.eval.tasks import ModelOutputs
 
@@ -109,20 +109,20 @@ def check_embedding(spec: EmbeddingSpec, cohort: Cohort) -> ModelOutputs:
         raise ValueError(f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id ({len(cell_ids)})")
     frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), index=pd.Index(cell_ids).astype(str))
     if frame.index.has_duplicates:
-        raise ValueError(f"{spec.path}: duplicated cell ids {_few(frame.index[frame.index.duplicated()])}")
+        raise ValueError(f"{spec.path}: duplicated cell ids {few_names(frame.index[frame.index.duplicated()])}")
     missing = cohort.cell_names.difference(frame.index)
     extra = frame.index.difference(cohort.cell_names)
     if len(missing) or len(extra):
         raise ValueError(
-            f"{spec.path}: {len(missing)} cohort cells have no embedding row ({_few(missing)}) and "
-            f"{len(extra)} rows are not cohort cells ({_few(extra)}); embed exactly the cohort's cells, "
+            f"{spec.path}: {len(missing)} cohort cells have no embedding row ({few_names(missing)}) and "
+            f"{len(extra)} rows are not cohort cells ({few_names(extra)}); embed exactly the cohort's cells, "
             "named as in its obs_names"
         )
     frame = frame.loc[cohort.cell_names]
     bad = ~np.isfinite(frame.to_numpy()).all(axis=1)
     if bad.any():
         raise ValueError(
-            f"{spec.path}: {int(bad.sum())} cells have NaN or infinite embedding values ({_few(frame.index[bad])}); "
+            f"{spec.path}: {int(bad.sum())} cells have NaN or infinite embedding values ({few_names(frame.index[bad])}); "
             "fix or remove those cells from the cohort"
         )
     donor_factors = {}
@@ -167,7 +167,7 @@ def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
     table.index = table.index.astype(str)
     missing = cohort.donor_names.difference(table.index)
     if len(missing):
-        raise ValueError(f"{path}: donor factors lack {len(missing)} cohort donors ({_few(missing)}); give one row per donor")
+        raise ValueError(f"{path}: donor factors lack {len(missing)} cohort donors ({few_names(missing)}); give one row per donor")
     table = table.loc[cohort.donor_names].astype(np.float64)
     if not np.isfinite(table.to_numpy()).all():
         raise ValueError(f"{path}: donor factors contain NaN or infinite values")

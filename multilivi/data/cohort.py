@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from multilivi.data.genetics import Genotypes, _few, kinship_from_genotypes
+from multilivi.data.genetics import Genotypes, few_names, kinship_from_genotypes
 from multilivi.data.truth import Truth
 
 logger = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ def _canonical_modalities(mdata: md.MuData) -> dict[str, ad.AnnData]:
         for what, names in (("cell", adata.obs_names), ("feature", adata.var_names)):
             if names.has_duplicates:
                 raise ValueError(
-                    f"duplicated {what} names in modality {modality!r}: {_few(names[names.duplicated()])}; "
+                    f"duplicated {what} names in modality {modality!r}: {few_names(names[names.duplicated()])}; "
                     f"make them unique (e.g. adata.{'obs' if what == 'cell' else 'var'}_names_make_unique())"
                 )
     return modalities
@@ -322,7 +322,7 @@ def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnDa
             if len(only_rna) or len(only_other):
                 raise ValueError(
                     f"modalities 'rna' and {modality!r} hold different cells: {len(only_rna)} only in rna "
-                    f"({_few(only_rna)}), {len(only_other)} only in {modality} ({_few(only_other)}); "
+                    f"({few_names(only_rna)}), {len(only_other)} only in {modality} ({few_names(only_other)}); "
                     "subset both to their common cells (mudata.MuData.intersect_obs())"
                 )
             adata = adata[rna.obs_names]
@@ -356,7 +356,7 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
     empty = np.flatnonzero(per_cell == 0)
     if empty.size:
         raise ValueError(
-            f"{empty.size} cells have zero {modality} counts ({_few(adata.obs_names[empty])}); "
+            f"{empty.size} cells have zero {modality} counts ({few_names(adata.obs_names[empty])}); "
             "remove empty cells before building the cohort"
         )
     per_feature = np.asarray(x.sum(axis=0)).ravel()
@@ -364,7 +364,7 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
     if silent.size:
         raise ValueError(
             f"{silent.size} {modality} features have zero counts in every cell "
-            f"({_few(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
+            f"({few_names(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
         )
 
 
@@ -373,7 +373,7 @@ def _check_cells_per_donor(donor: pd.Series, min_cells: int) -> None:
     small = sizes[sizes < min_cells]
     if len(small):
         raise ValueError(
-            f"{len(small)} donors have fewer than {min_cells} cells ({_few(small.index)}); "
+            f"{len(small)} donors have fewer than {min_cells} cells ({few_names(small.index)}); "
             "remove them or lower min_cells_per_donor"
         )
 
@@ -387,8 +387,8 @@ def _match_donors(cell_donors: pd.Series, genotyped: pd.Index, mode: str) -> np.
     if not len(ungenotyped) and not len(cellless):
         return None
     message = (
-        f"{len(ungenotyped)} donors have cells but no genotypes ({_few(ungenotyped)}); "
-        f"{len(cellless)} genotyped donors have no cells ({_few(cellless)})"
+        f"{len(ungenotyped)} donors have cells but no genotypes ({few_names(ungenotyped)}); "
+        f"{len(cellless)} genotyped donors have no cells ({few_names(cellless)})"
     )
     common = cells.intersection(genotyped)
     if not len(common):
@@ -411,7 +411,7 @@ def _check_donor_matrix(kinship: pd.DataFrame, donors: pd.Index) -> pd.DataFrame
     kinship.columns = kinship.columns.astype(str)
     missing = donors.difference(kinship.index).union(donors.difference(kinship.columns))
     if len(missing):
-        raise ValueError(f"kinship lacks {len(missing)} cohort donors ({_few(missing)}); give one row and column per donor")
+        raise ValueError(f"kinship lacks {len(missing)} cohort donors ({few_names(missing)}); give one row and column per donor")
     kinship = kinship.loc[donors, donors].astype(np.float64)
     values = kinship.to_numpy()
     if not np.all(np.isfinite(values)):
@@ -426,7 +426,7 @@ def _check_covariates(covariates: pd.DataFrame, donors: pd.Index) -> pd.DataFram
     covariates.index = covariates.index.astype(str)
     missing = donors.difference(covariates.index)
     if len(missing):
-        raise ValueError(f"donor_covariates lack {len(missing)} donors ({_few(missing)}); give a row per donor")
+        raise ValueError(f"donor_covariates lack {len(missing)} donors ({few_names(missing)}); give a row per donor")
     covariates = covariates.loc[donors]
     non_numeric = [c for c in covariates.columns if not pd.api.types.is_numeric_dtype(covariates[c])]
     if non_numeric:

@@ -60,10 +60,10 @@ class Genotypes:
                 "pass one row per genotype column (the .bim file)"
             )
         if self.donors.has_duplicates:
-            raise ValueError(f"duplicated donor names in genotypes: {_few(self.donors[self.donors.duplicated()])}")
+            raise ValueError(f"duplicated donor names in genotypes: {few_names(self.donors[self.donors.duplicated()])}")
         if self.variants["id"].duplicated().any():
             dup = self.variants["id"][self.variants["id"].duplicated()]
-            raise ValueError(f"duplicated variant ids: {_few(dup)}; make variant ids unique")
+            raise ValueError(f"duplicated variant ids: {few_names(dup)}; make variant ids unique")
         observed = self.dosage[~np.isnan(self.dosage)]
         if observed.size and (observed.min() < 0 or observed.max() > 2):
             raise ValueError(
@@ -87,7 +87,7 @@ class Genotypes:
         """Genotypes of ``donors`` (by name), in that order."""
         rows = self.donors.get_indexer(pd.Index(donors).astype(str))
         if (rows < 0).any():
-            raise KeyError(f"donors not genotyped: {_few(pd.Index(donors)[rows < 0])}")
+            raise KeyError(f"donors not genotyped: {few_names(pd.Index(donors)[rows < 0])}")
         return Genotypes(self.dosage[rows], self.donors[rows], self.variants)
 
     def allele_frequencies(self) -> np.ndarray:
@@ -147,7 +147,8 @@ def kinship_from_genotypes(genotypes: Genotypes) -> pd.DataFrame:
     return pd.DataFrame(gower_normalise(grm), index=genotypes.donors, columns=genotypes.donors)
 
 
-def _few(names, k: int = 5) -> str:
+def few_names(names, k: int = 5) -> str:
+    """The first ``k`` names, quoted, for error messages ("'a', 'b' and 3 more")."""
     names = list(map(str, names))
     more = f" and {len(names) - k} more" if len(names) > k else ""
     return ", ".join(repr(n) for n in names[:k]) + more

@@ -96,6 +96,7 @@ class TaskRun:
 
     rows: list[ScoreRow] = field(default_factory=list)
     associations: dict[str, AssociationResult] = field(default_factory=dict)
+    phenotypes: dict[str, pd.DataFrame] | None = None  # donor phenotypes, computed once per model
 
 
 def run_tasks(model: str, outputs: ModelOutputs, ctx: EvalContext, *, fail_fast: bool = False) -> TaskRun:
@@ -165,10 +166,14 @@ def task_probes(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRu
                         run.rows.append(ScoreRow(model, view, task, f"class_accuracy/{cls}", value, higher_is_better=higher))
 
 
-def donor_phenotypes(outputs: ModelOutputs, ctx: EvalContext) -> dict[str, pd.DataFrame]:
-    """The model's donor factors, or per-donor (and per cell type) means of each of its views."""
-    if outputs.donor_factors:
-        return outputs.donor_factors
+def donor_phenotypes(outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> dict[str, pd.DataFrame]:
+    """The model's donor factors, or per-donor (and per cell type) means of each of its views (kept in ``run``)."""
+    if run.phenotypes is None:
+        run.phenotypes = outputs.donor_factors or _view_means(outputs, ctx)
+    return run.phenotypes
+
+
+def _view_means(outputs: ModelOutputs, ctx: EvalContext) -> dict[str, pd.DataFrame]:
     cell_type = ctx.labels["cell_type"]
     return {
         f"donor_means_{view}" if len(outputs.views) > 1 else "donor_means": donor_means(
@@ -179,7 +184,7 @@ def donor_phenotypes(outputs: ModelOutputs, ctx: EvalContext) -> dict[str, pd.Da
 
 
 def task_association(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> None:
-    phenotypes = donor_phenotypes(outputs, ctx)
+    phenotypes = donor_phenotypes(outputs, ctx, run)
     if ctx.genotypes is None:
         for view in phenotypes:
             run.rows.append(not_run(model, view, "association", "the cohort has no genotypes"))
@@ -209,7 +214,7 @@ def task_truth(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun
         run.rows.append(not_run(model, MODEL_LEVEL, "truth", "the cohort has no ground truth (not simulated)"))
         return
     truth = ctx.truth
-    for view, factors in donor_phenotypes(outputs, ctx).items():
+    for view, factors in donor_phenotypes(outputs, ctx, run).items():
         results = factor_recovery(true_factors_for(view, truth), factors)
         association = run.associations.get(view)
         if association is not None:
