@@ -13,6 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 SIGMA_FLOOR = 1e-4  # added to exp(.) of the encoder's scale head, as the LIVI reference does
+# cap of the scale head's log σ: an expert pushed towards "uninformative" (DMLIVI's RNA shared
+# expert at λ_prot = 50) otherwise grows until exp overflows and the gradients become NaN
+LOG_SIGMA_MAX = 10.0
 
 
 # ---------------------------------------------------------------------------------- likelihoods
@@ -141,7 +144,8 @@ class Encoder(nn.Module):
     """MLP to a diagonal Gaussian q(z|x), as the LIVI reference builds it.
 
     ``x → [Linear → ReLU → LayerNorm](hidden[:-1]) → Linear(hidden[-1])`` (a linear bottleneck), then a
-    mean head ``μ = Linear(h)`` and a scale head ``σ = exp(Linear(h)) + 1e-4``.
+    mean head ``μ = Linear(h)`` and a scale head ``σ = exp(min(Linear(h), 10)) + 1e-4`` (the cap keeps
+    an uninformative product-of-experts expert from overflowing; the reference has no cap).
 
     Parameters
     ----------
@@ -170,7 +174,7 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map (n_cells, n_input) to the posterior mean and log-variance, each (n_cells, n_latent)."""
         h = self.body(x)
-        sigma = torch.exp(self.scale(h)) + SIGMA_FLOOR
+        sigma = torch.exp(self.scale(h).clamp(max=LOG_SIGMA_MAX)) + SIGMA_FLOOR
         return self.mean(h), 2.0 * torch.log(sigma)
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.distributions import NegativeBinomial, Normal, kl_divergence
 
 from multilivi.models.components import (
+    LOG_SIGMA_MAX,
     SIGMA_FLOOR,
     Encoder,
     ModalityDecoder,
@@ -139,6 +140,17 @@ def test_encoder_structure_and_scale_floor() -> None:
     np.testing.assert_allclose(torch.exp(0.5 * logvar).detach(), SIGMA_FLOOR, rtol=1e-5)
     with pytest.raises(ValueError, match="hidden width"):
         Encoder(30, (), 3)
+
+
+def test_encoder_scale_is_capped_so_an_uninformative_expert_keeps_finite_gradients() -> None:
+    enc = Encoder(30, (16, 4), n_latent=3)
+    with torch.no_grad():
+        enc.scale.bias.fill_(200.0)  # exp(200) overflows float32 without the cap
+    mu, logvar = enc(torch.randn(10, 30))
+    np.testing.assert_allclose(0.5 * logvar.detach(), LOG_SIGMA_MAX, rtol=1e-5)
+    mean, log_var = product_of_experts([mu, torch.zeros_like(mu)], [logvar, torch.zeros_like(logvar)])
+    (mean.sum() + log_var.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
 
 
 def test_decoder_mean_is_library_times_feature_softmax() -> None:
