@@ -85,6 +85,8 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
             f"{len(missing)} donors of true_factors have no learned factors, e.g. {list(missing[:5])}; "
             "index both tables by donor name"
         )
+    if true_factors.shape[1] == 0:
+        return [skipped("factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover", True)]
     if len(common) < 3 or learned_factors.shape[1] == 0:
         return [skipped("factor_recovery", f"{len(common)} donors and {learned_factors.shape[1]} learned "
                         "factors; need at least 3 donors and one factor", True)]
