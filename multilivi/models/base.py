@@ -124,10 +124,16 @@ class LatentModule(nn.Module):
     """
 
     donor: DonorEffects
+    weights: dict[str, float]  # modality -> reconstruction weight λ_m in stage 1
+    donor_weights: dict[str, float]  # modality -> λ_m in stage 2 (equal to ``weights`` unless configured)
 
     def __init__(self) -> None:
         super().__init__()
         self.stage = Stage.CELL_STATE
+
+    def reconstruction_weights(self) -> dict[str, float]:
+        """λ_m of each modality in the current stage."""
+        return self.donor_weights if self.donor_on else self.weights
 
     def cell_state_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError

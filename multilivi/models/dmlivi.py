@@ -9,6 +9,7 @@ proposed follow-up). Loss (eq. 18) = λ_rna·NLL_rna + λ_prot·NLL_prot + KL(c)
 + λ_align·L_align + λ_disent·L_disent + λ_L1 Σ_m ‖W_DxC^m‖₁ + λ_A·L_A, where
 L_align = mean over cells and dims of (μ_c^rna − μ_c^prot)² (eq. 16) and L_disent = Σ_m Σ_jk R_jk²
 with R the batch correlation matrix between the posterior means of c and s_m (eq. 17).
+``donor_stage_prot_scale`` < 1 (beyond the thesis, off by default) lowers λ_prot in the donor stage only.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class DMLIVIConfig(ModelConfig):
     prot_specific_hidden: tuple[int, ...] = (32, 16)  # protein-specific encoder widths
     rna_weight: float = 1.0  # λ_rna
     prot_weight: float = 1.0  # λ_prot (spec suffix -W)
+    donor_stage_prot_scale: float = 1.0  # λ_prot × this in stage 2 (1: the thesis; 0: protein shapes only c, s)
     align_weight: float = 1.0  # λ_align on the shared-means MSE
     disent_weight: float = 1.0  # λ_disent on the shared/specific correlation penalty
     protein_likelihood: Literal["nb", "nbmix"] = "nb"  # "nbmix": background/foreground mixture (totalVI)
@@ -66,7 +68,7 @@ class DMLIVIConfig(ModelConfig):
         for name in ("n_rna_specific", "n_prot_specific"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_weights(self, "rna_weight", "prot_weight", "align_weight", "disent_weight")
+        check_weights(self, "rna_weight", "prot_weight", "align_weight", "disent_weight", "donor_stage_prot_scale")
         if self.protein_likelihood not in ("nb", "nbmix"):
             raise ValueError(f"protein_likelihood must be 'nb' or 'nbmix', got {self.protein_likelihood!r}")
         if self.interaction_input not in ("shared", "all"):
@@ -102,6 +104,7 @@ class DMLIVIModule(LatentModule):
         n_state = k if config.interaction_input == "shared" else k + k_rna + k_prot
         self.donor = DonorEffects(n_donors, n_state, config.n_dxc, config.n_v)
         self.weights = {RNA: config.rna_weight, PROT: config.prot_weight}
+        self.donor_weights = {RNA: config.rna_weight, PROT: config.prot_weight * config.donor_stage_prot_scale}
         self.set_stage(self.stage)
 
     def _encoders(self) -> tuple[Encoder, ...]:
@@ -158,7 +161,8 @@ class DMLIVIModule(LatentModule):
         for m, d in self.decoders.items():
             terms[f"l1_{m}"] = self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
         terms["assign"] = self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
-        loss = sum(self.weights[m] * terms[f"nll_{m}"] for m in self.decoders)
+        weights = self.reconstruction_weights()
+        loss = sum(weights[m] * terms[f"nll_{m}"] for m in self.decoders)
         loss = loss + sum(v for k, v in terms.items() if not k.startswith("nll_"))
         terms["loss"] = loss
         return LossOutput(loss, terms)

@@ -62,6 +62,8 @@ class SharedLatentModule(LatentModule):
         Modality → reconstruction weight λ_m.
     likelihoods
         Modality → ``"nb"`` or ``"nbmix"``.
+    donor_weights
+        Modality → λ_m in stage 2; None: ``weights``.
     """
 
     def __init__(
@@ -71,10 +73,12 @@ class SharedLatentModule(LatentModule):
         n_donors: int,
         weights: dict[str, float],
         likelihoods: dict[str, Literal["nb", "nbmix"]],
+        donor_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.weights = weights
+        self.donor_weights = weights if donor_weights is None else donor_weights
         k = config.n_latent
         self.encoder = Encoder(sum(n_features.values()), config.encoder_hidden, k)
         self.decoders = nn.ModuleDict({
@@ -113,7 +117,8 @@ class SharedLatentModule(LatentModule):
         terms = {f"nll_{m}": -lp.mean() for m, lp in log_probs.items()}
         terms["kl"] = kl_standard_normal(mu, logvar).mean()
         terms.update(self._penalties())
-        loss = sum(self.weights[m] * terms[f"nll_{m}"] for m in self.decoders) + terms["kl"]
+        weights = self.reconstruction_weights()
+        loss = sum(weights[m] * terms[f"nll_{m}"] for m in self.decoders) + terms["kl"]
         loss = loss + sum(v for k, v in terms.items() if k.startswith("l1") or k == "assign")
         terms["loss"] = loss
         return LossOutput(loss, terms)

@@ -3,6 +3,9 @@
 One encoder on ``[rna, prot]`` (each log1p-transformed, or raw), modality-specific decoders
 W_C^m, W_DxC^m, W_V^m on the shared c, D and V. Loss =
 λ_rna·NLL_rna + λ_prot·NLL_prot + KL + λ_L1(‖W_DxC^rna‖₁ + ‖W_DxC^prot‖₁) + λ_A·L_A.
+
+Beyond the thesis, off by default: ``donor_stage_prot_scale`` < 1 lowers λ_prot in the donor stage
+only, so protein can shape the cell state without dominating D and V.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ class MultiSLIVIConfig(ModelConfig):
     rna_weight: float = 1.0  # λ_rna, weight of the RNA reconstruction NLL
     prot_weight: float = 1.0  # λ_prot, weight of the protein NLL (the thesis uses 50–200; spec suffix -W)
     protein_likelihood: Literal["nb", "nbmix"] = "nb"  # "nbmix": background/foreground mixture (totalVI)
+    donor_stage_prot_scale: float = 1.0  # λ_prot × this in stage 2 (1: the thesis; 0: protein shapes only c)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_weights(self, "rna_weight", "prot_weight")
+        check_weights(self, "rna_weight", "prot_weight", "donor_stage_prot_scale")
         if self.protein_likelihood not in ("nb", "nbmix"):
             raise ValueError(f"protein_likelihood must be 'nb' or 'nbmix', got {self.protein_likelihood!r}")
 
@@ -51,4 +55,5 @@ class MultiSLIVI(ModelBase):
             n_donors,
             weights={RNA: config.rna_weight, PROT: config.prot_weight},
             likelihoods={RNA: "nb", PROT: config.protein_likelihood},
+            donor_weights={RNA: config.rna_weight, PROT: config.prot_weight * config.donor_stage_prot_scale},
         )

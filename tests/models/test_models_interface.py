@@ -204,3 +204,24 @@ def test_dmlivi_interaction_input_all(ci_cohort: Cohort, ci_split) -> None:
     shared = fit("dmlivi", ci_cohort, ci_split[0])
     np.testing.assert_array_equal(model.views(ci_cohort)["all"], shared.views(ci_cohort)["all"])  # stage 1 alike
     assert not np.allclose(model.donor_factors()["D"], shared.donor_factors()["D"])
+
+
+@pytest.mark.parametrize("family", ["mslivi", "dmlivi"])
+def test_donor_stage_prot_scale_lowers_the_protein_weight_in_stage_2_only(
+    family: str, ci_cohort: Cohort, ci_split
+) -> None:
+    model = fit(family, ci_cohort, ci_split[0], prot_weight=50.0, donor_stage_prot_scale=0.0)
+    module = model.module_
+    assert module.donor_on and module.reconstruction_weights() == {"rna": 1.0, "prot": 0.0}
+    module.set_stage(Stage.CELL_STATE)
+    assert module.reconstruction_weights() == {"rna": 1.0, "prot": 50.0}
+    module.set_stage(Stage.DONOR)
+    last = model.history_[-1]  # stage 2: the protein NLL is still reported but no longer in the loss
+    penalties = sum(v for k, v in last.items() if k not in ("epoch", "stage", "loss") and not k.startswith("nll"))
+    assert last["loss"] == pytest.approx(last["nll_rna"] + penalties, rel=1e-5)
+    prot = module.decoders["prot"]
+    assert not prot.w_dxc.weight.any() and not prot.w_v.weight.any()  # no protein signal reaches D, V
+    thesis = fit(family, ci_cohort, ci_split[0], prot_weight=50.0)
+    view = "c" if family == "mslivi" else "all"
+    np.testing.assert_array_equal(model.views(ci_cohort)[view], thesis.views(ci_cohort)[view])  # stage 1 alike
+    assert not np.allclose(model.donor_factors()["D"], thesis.donor_factors()["D"])
