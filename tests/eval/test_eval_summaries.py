@@ -74,11 +74,11 @@ def test_factor_and_cell_state_recovery():
     assert cell_state_recovery(state, rng.normal(size=(400, 5)))[0].value < 0.1
 
 
-
 def test_factor_recovery_on_a_null_truth_is_skipped_with_a_reason():
     learned = pd.DataFrame(np.ones((5, 2)), index=[f"d{i}" for i in range(5)])
     (result,) = factor_recovery(pd.DataFrame(index=learned.index), learned)
     assert result.status == "skipped" and "no donor programs" in result.reason
+
 
 def test_association_truth_power_fdr_and_null_lambda():
     rng = np.random.default_rng(2)
