@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from multilivi.eval.results import MODEL_LEVEL, SCORE_COLUMNS
@@ -69,6 +70,19 @@ def _ordered_labels(rows: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[str,
 def _palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     colours = sns.color_palette("tab10", n_colors=max(len(models), 1))
     return {m: (0.25, 0.25, 0.25) if m == BASELINE_MODEL else colours[i % 10] for i, m in enumerate(models)}
+
+
+def _unit_bars(ax: Axes, pairs: list[tuple[str, str]], colours: dict[str, tuple[float, float, float]],
+               heights: np.ndarray, title: str, sds: np.ndarray | None = None) -> None:
+    """One bar per (model, view) on a [0, 1] axis; NaN heights are drawn as empty bars."""
+    x = np.arange(len(pairs))
+    yerr = None if sds is None else np.where(np.isnan(sds), 0.0, sds)
+    ax.bar(x, np.nan_to_num(heights), yerr=yerr, capsize=3,
+           color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5)
+    ax.set_xticks(x, [row_label(*p) for p in pairs], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
@@ -213,15 +227,10 @@ def subtype_and_donor_accuracy(scores: pd.DataFrame) -> Figure | None:
         sub = rows.loc[rows["task"] == task].set_index(["model", "view"])
         means = np.array([sub["value"].get(p, np.nan) for p in pairs], dtype=float)
         sds = np.array([sub["sd"].get(p, np.nan) for p in pairs], dtype=float)
-        ax.bar(x, np.nan_to_num(means), yerr=np.where(np.isnan(sds), 0.0, sds), capsize=3,
-               color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5)
+        _unit_bars(ax, pairs, colours, means, title, sds)
         for xi, m in zip(x, means):
             if np.isnan(m):
                 ax.text(xi, 0.02, "n/a", ha="center", fontsize=7, color="grey", rotation=90)
-        ax.set_xticks(x, [row_label(*p) for p in pairs], rotation=45, ha="right", fontsize=8)
-        ax.set_ylim(0.0, 1.05)
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy (mean ± sd over probe seeds)")
     return fig
 
@@ -244,13 +253,9 @@ def power_fdr(scores: pd.DataFrame) -> Figure | None:
                                  ["power (higher is better)", "empirical FDR (lower is better)"]):
         values = rows.loc[rows["metric"] == metric].set_index(["model", "view"])["value"]
         heights = np.array([values.get(p, np.nan) for p in pairs], dtype=float)
-        ax.bar(x, np.nan_to_num(heights), color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5)
+        _unit_bars(ax, pairs, colours, heights, title)
         for xi, h in zip(x, heights):
             ax.text(xi, np.nan_to_num(h), "n/a" if np.isnan(h) else f"{h:.2f}", ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(x, [row_label(*p) for p in pairs], rotation=45, ha="right", fontsize=8)
-        ax.set_ylim(0.0, 1.05)
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
     axes[1].axhline(NOMINAL_FDR, color="firebrick", linestyle="--", linewidth=1, label="nominal FDR 5 %")
     axes[1].legend(fontsize=8, frameon=False)
     fig.suptitle("Association tests against the simulated truth")

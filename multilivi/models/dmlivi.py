@@ -104,7 +104,7 @@ class DMLIVIModule(LatentModule):
         n_state = k if config.interaction_input == "shared" else k + k_rna + k_prot
         self.donor = DonorEffects(n_donors, n_state, config.n_dxc, config.n_v)
         self.weights = {RNA: config.rna_weight, PROT: config.prot_weight}
-        self.donor_weights = {RNA: config.rna_weight, PROT: config.prot_weight * config.donor_stage_prot_scale}
+        self.donor_weights = {**self.weights, PROT: config.prot_weight * config.donor_stage_prot_scale}
         self.set_stage(self.stage)
 
     def _encoders(self) -> tuple[Encoder, ...]:

@@ -49,11 +49,12 @@ class MultiSLIVI(ModelBase):
     def _build_module(
         self, config: MultiSLIVIConfig, n_features: dict[str, int], n_donors: int
     ) -> SharedLatentModule:
+        weights = {RNA: config.rna_weight, PROT: config.prot_weight}
         return SharedLatentModule(
             config,
             n_features,
             n_donors,
-            weights={RNA: config.rna_weight, PROT: config.prot_weight},
+            weights=weights,
             likelihoods={RNA: "nb", PROT: config.protein_likelihood},
-            donor_weights={RNA: config.rna_weight, PROT: config.prot_weight * config.donor_stage_prot_scale},
+            donor_weights={**weights, PROT: config.prot_weight * config.donor_stage_prot_scale},
         )
