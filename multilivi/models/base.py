@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from multilivi.data.cohort import PROT, RNA, Cohort
+from multilivi.data.genetics import few_names
 from multilivi.models.components import Encoder
 from multilivi.models.train import Batch, CellBatches, Stage, TrainConfig, fit_module, resolve_device
 
@@ -181,6 +182,18 @@ def sample(mu: Tensor, logvar: Tensor, generator: torch.Generator) -> Tensor:
     return mu + torch.exp(0.5 * logvar) * eps
 
 
+def _check_every_donor_trains(cohort: Cohort, rows: np.ndarray) -> None:
+    """Refuse training cells that leave a donor out: its D and V rows would stay at their random init."""
+    counts = np.bincount(cohort.donor_index[rows], minlength=cohort.n_donors)
+    untrained = cohort.donor_names[counts == 0]
+    if len(untrained):
+        raise ValueError(
+            f"{len(untrained)} donors have no training cells ({few_names(untrained)}): their donor factors "
+            "would be untrained noise tested for association; put at least one cell of every donor in train_idx "
+            "(multilivi.data.split_cells stratifies within donor), or drop those donors from the cohort"
+        )
+
+
 def encoder_parameters(*encoders: Encoder) -> list[nn.Parameter]:
     return [p for e in encoders for p in e.parameters()]
 
@@ -225,6 +238,7 @@ class ModelBase:
         config = self._checked_config(config) if config is not None else self.config
         self._check_modalities(cohort)
         rows = _positions(cohort, train_idx, "train_idx")
+        _check_every_donor_trains(cohort, rows)
         device = resolve_device(config.device)
         n_features = {m: cohort.n_features(m) for m in self.modalities}
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG

@@ -171,6 +171,16 @@ def test_multimodal_models_refuse_a_cohort_without_protein(family: str, ci_cohor
     assert not hasattr(model, "history_")
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_donor_without_training_cells_is_refused_before_training(family: str, ci_cohort: Cohort, ci_split) -> None:
+    donors = ci_cohort.donor_names[ci_cohort.donor_index]
+    train = ci_split[0][~np.isin(donors[ci_split[0]], ["d000", "d003"])]
+    model = FAMILIES[family][0](tiny_config(family))
+    with pytest.raises(ValueError, match=r"2 donors have no training cells \('d000', 'd003'\).*split_cells"):
+        model.fit(ci_cohort, train)
+    assert not hasattr(model, "history_")
+
+
 def test_livi_ignores_protein_and_wrong_config_class_is_rejected(ci_cohort: Cohort, ci_split) -> None:
     model = FAMILIES["livi"][0]()
     with pytest.raises(TypeError, match="LIVIConfig"):
