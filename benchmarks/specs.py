@@ -8,8 +8,10 @@ Model-family grammar (DESIGN.md §5)::
 (``prot_weight``; an error for ``livi``, which has no protein); each ``key=value`` overrides a field
 of the family's config dataclass, coerced by the field's type: int, float, bool
 (true/false/1/0/yes/no), str, a Literal's allowed values, and ``tuple[int, ...]`` written with
-slashes (``encoder_hidden=256/128``; commas separate overrides). Examples: ``livi``,
-``mslivi-50``, ``dmlivi-100:interaction_input=all,n_dxc=20,lr=1e-3``.
+slashes (``encoder_hidden=256/128``; commas separate overrides). ``name=NAME`` is not a config
+field: it sets the display name, e.g. to check a changed model against the baseline of the model it
+replaces (``livi:n_latent=2,name=livi``). Examples: ``livi``, ``mslivi-50``,
+``dmlivi-100:interaction_input=all,n_dxc=20,lr=1e-3``.
 
 Each spec kind has its own parser function; :func:`parse_spec` dispatches.
 """
@@ -29,6 +31,7 @@ from multilivi.models.registry import FAMILIES, config_class
 
 _FAMILY_SPEC = re.compile(r"^(?P<family>[^-:]+)(?:-(?P<weight>[^:]*))?(?::(?P<overrides>.*))?$")
 _WEIGHT_FIELD = "prot_weight"
+_NAME_OPTION = "name"  # the display name, not a config field
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
@@ -46,17 +49,21 @@ class ModelSpec:
         λ_prot from the ``-W`` suffix, or None.
     overrides
         ``(field, typed value)`` pairs in the order written.
+    label
+        The ``name=`` option, or None (the display name is then derived from ``raw``).
     """
 
     raw: str
     family: str
     weight: float | None
     overrides: tuple[tuple[str, Any], ...]
+    label: str | None = None
 
     @property
     def name(self) -> str:
         """Filesystem-safe display name (the model's folder in a run directory)."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.raw.replace("=", "-")).strip("_")
+        text = self.label if self.label is not None else self.raw.replace("=", "-")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def parse_spec(raw: str) -> ModelSpec:
@@ -87,9 +94,11 @@ def parse_family_spec(raw: str) -> ModelSpec:
         if not weight >= 0:
             raise ValueError(f"spec {raw!r}: λ_prot must be >= 0, got {weight}")
     overrides = _parse_overrides(raw, match["overrides"], cls)
+    label = dict(overrides).pop(_NAME_OPTION, None)
+    overrides = tuple((k, v) for k, v in overrides if k != _NAME_OPTION)
     if weight is not None and any(k == _WEIGHT_FIELD for k, _ in overrides):
         raise ValueError(f"spec {raw!r} sets {_WEIGHT_FIELD} twice (-W and {_WEIGHT_FIELD}=); keep one")
-    return ModelSpec(raw=raw.strip(), family=family, weight=weight, overrides=overrides)
+    return ModelSpec(raw=raw.strip(), family=family, weight=weight, overrides=overrides, label=label)
 
 
 def build_config(spec: ModelSpec, preset: str = DEFAULT_PRESET, *, seed: int | None = None) -> ModelConfig:
@@ -115,10 +124,17 @@ def _parse_overrides(raw: str, text: str | None, cls: type[ModelConfig]) -> tupl
         key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise ValueError(f"spec {raw!r}: override {item!r} is not key=value")
+        if key == _NAME_OPTION:
+            if not value:
+                raise ValueError(f"spec {raw!r}: name= needs a value, e.g. name=livi-small")
+            out.append((key, value))
+            continue
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-            raise ValueError(f"spec {raw!r}: unknown config key {key!r}; {hint}valid keys: {', '.join(valid)}")
+            raise ValueError(
+                f"spec {raw!r}: unknown config key {key!r}; {hint}valid keys: {', '.join(valid)} (and name=NAME)"
+            )
         if key in dict(out):
             raise ValueError(f"spec {raw!r} sets {key!r} twice")
         out.append((key, _coerce(f"spec {raw!r}: {key}", value, hints[key])))

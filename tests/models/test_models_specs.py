@@ -34,6 +34,13 @@ def test_plain_specs_and_literal_overrides() -> None:
     assert build_config(parse_spec("livi:seed=3"), "ci", seed=9).seed == 3  # the spec's own seed wins
 
 
+def test_name_option_sets_the_display_name_not_the_config() -> None:
+    spec = parse_spec("livi:n_latent=2,name=livi")
+    assert (spec.name, spec.overrides) == ("livi", (("n_latent", 2),))
+    assert build_config(spec, "ci").n_latent == 2
+    assert parse_spec("mslivi-50:name=my model").name == "my_model"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
@@ -48,6 +55,7 @@ def test_plain_specs_and_literal_overrides() -> None:
         ("livi:lr", "not key=value"),
         ("mslivi-5:prot_weight=3", "twice"),
         ("mslivi--1", "λ_prot must be >= 0"),
+        ("livi:name=", "name= needs a value"),
     ],
 )
 def test_spec_errors_name_the_fix(raw: str, message: str) -> None:
