@@ -103,7 +103,7 @@ class Cohort:
 
         self.name = name
         self.mdata = new_mudata(modalities)
-        self.mdata.obs = obs.loc[self.mdata.obs_names]
+        self.mdata.obs = obs.loc[self.mdata.obs_names].rename_axis(index=None)
         self.donor_names = pd.Index(sorted(obs["donor"].unique()), name="donor")
         self.genotypes = None if genotypes is None else genotypes.subset_donors(self.donor_names)
         self._kinship = None if kinship is None else _check_donor_matrix(kinship, self.donor_names)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import anndata as ad
+import h5py
 import mudata as md
 import numpy as np
 import pandas as pd
+from anndata.io import read_elem
 from bed_reader import open_bed, to_bed
 
 from multilivi.atomic import atomic_path, atomic_write
-from multilivi.data.cohort import Cohort
+from multilivi.data.cohort import Cohort, new_mudata
 from multilivi.data.genetics import Genotypes
 from multilivi.data.truth import Truth
 
@@ -89,7 +92,7 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     """Write ``cohort`` to ``directory`` (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    mdata = cohort.mdata.copy()
+    mdata = without_index_names(cohort.mdata.copy())
     mdata.uns["multilivi"] = {"name": cohort.name}
     atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
     if cohort.genotypes is not None:
@@ -122,10 +125,7 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     if not path.exists():
         raise FileNotFoundError(f"no {COHORT_FILE} in {directory}; {layout}")
     try:
-        # pull_on_update=False: mudata's legacy pull breaks on duplicated cell names before the
-        # Cohort can name them; the Cohort sets its own obs anyway
-        with md.set_options(pull_on_update=False):
-            mdata = md.read_h5mu(path)
+        mdata = read_h5mu(path)
     except (OSError, KeyError, TypeError) as exc:  # h5py: truncated or not HDF5; mudata: not a MuData layout
         raise ValueError(
             f"{path} cannot be read as a MuData .h5mu file ({exc}); it may be truncated or another format: "
@@ -145,6 +145,37 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     truth = Truth.read(directory / TRUTH_FILE) if (directory / TRUTH_FILE).exists() else None
     cohort_kwargs.setdefault("name", str(meta.get("name", directory.name)))
     return Cohort(mdata, genotypes=genotypes, truth=truth, **tables, **cohort_kwargs)
+
+
+def read_h5mu(path: Path) -> md.MuData:
+    """Read a .h5mu file modality by modality, then its global obs and uns.
+
+    ``mudata.read_h5mu`` joins the modalities' obs on update, and that join fails on files whose
+    obs or var indexes are named (as the simulator's, ``cell``/``gene``, were) under
+    ``pull_on_update=False``, and on duplicated cell names under the legacy pull. The Cohort sets its
+    own obs, so the modalities are read as they are and the global annotations attached afterwards.
+    """
+    with h5py.File(path, "r") as f:
+        if "mod" not in f:
+            raise KeyError(f"no 'mod' group: {path} is not a MuData file")
+        names = [str(m) for m in f["mod"].attrs.get("mod-order", list(f["mod"].keys()))]
+        obs = read_elem(f["obs"]) if "obs" in f else pd.DataFrame()
+        uns = read_elem(f["uns"]) if "uns" in f else {}
+    modalities = {name: without_index_names(md.read_h5ad(path, name)) for name in names}
+    mdata = new_mudata(modalities)
+    if len(obs.columns):
+        obs.index.name = None
+        mdata.obs = obs.reindex(mdata.obs_names) if obs.index.is_unique else obs
+    mdata.uns.update(uns)
+    return mdata
+
+
+def without_index_names(data: md.MuData | ad.AnnData) -> md.MuData | ad.AnnData:
+    """``data`` with unnamed obs and var indexes (in place; modalities included), so any mudata reads it back."""
+    frames = [data.obs, data.var] + [f for m in getattr(data, "mod", {}).values() for f in (m.obs, m.var)]
+    for frame in frames:
+        frame.index.name = None
+    return data
 
 
 def _check_no_stray_plink(directory: Path) -> None:

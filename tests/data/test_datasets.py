@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from benchmarks.compare import main
 from multilivi.data import Cohort
 from multilivi.data.datasets import (
     COARSE_CELL_TYPES,
@@ -29,6 +30,7 @@ from multilivi.data.datasets import (
     liu2021_from_h5ad,
     load_dataset,
 )
+from multilivi.eval.results import read_scores
 
 SUBTYPES = ["CD4_Mem", "CD4_Naive", "B_Mem", "B_Naive", "CD8_Mem", "Mono_Classical", "NK", "T_Vd2",
             "CD8_Va7.2", "Plasmablast", "DC", "pDC", "Platelet"]  # fmt: skip
@@ -291,12 +293,19 @@ def test_same_seed_same_cohort_other_seed_differs(liu_file, cohorts):
     assert np.array_equal(null, planted, equal_nan=True)
 
 
-def test_planted_cohort_round_trips_on_disk(cohorts, tmp_path):
+def test_planted_cohort_round_trips_on_disk_and_through_the_cli(cohorts, tmp_path):
     planted = cohorts["planted"]
-    back = Cohort.read(planted.write(tmp_path / "cohort"))
+    folder = planted.write(tmp_path / "cohort")
+    back = Cohort.read(folder)
     assert back.data_hash == planted.data_hash
+    pd.testing.assert_frame_equal(back.obs, planted.obs)
     assert back.mdata["prot"].var["isotype_control"].sum() == len(ISOTYPES)
     assert back.truth.causal.equals(planted.truth.causal)
+    argv = ["--dataset", str(folder), "--models", "pca", "--preset", "ci", "--no-umap", "-q", "--probe-seeds", "1",
+            "--no-cache", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    scores = read_scores(tmp_path / "run" / "scores.csv")
+    assert {"association", "truth", "probe_cell_type"} <= set(scores.loc[scores["status"] == "ok", "task"])
 
 
 def test_impossible_program_settings_are_clear_errors(liu_file):

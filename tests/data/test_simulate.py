@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
+from benchmarks.compare import main
 from multilivi.data import Cohort, kinship_from_genotypes
 from multilivi.data.simulate import SimulationConfig, simulate, simulate_genotypes
+from multilivi.eval.results import read_scores
 
 CI = SimulationConfig.ci()
 
@@ -224,3 +229,30 @@ def test_simulated_genotypes_have_structure_missing_calls_and_a_variant_table():
     k = kinship_from_genotypes(genotypes).to_numpy()
     eigenvalues = np.linalg.eigvalsh(k)[::-1]
     assert eigenvalues[0] / eigenvalues.mean() > 4.0
+
+
+# -------------------------------------------------------------------------------------- on disk
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ci", "default"])
+def test_simulated_cohort_round_trips_through_disk_and_the_cli(name, tmp_path):
+    """The cohorts the harness makes (`--dataset sim-ci`, `sim`) written, read back, and run as `--dataset PATH`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        cohort = simulate(CI if name == "ci" else SimulationConfig(), seed=0)
+    folder = cohort.write(tmp_path / name)
+    back = Cohort.read(folder)
+    assert (back.name, back.data_hash) == (cohort.name, cohort.data_hash)
+    pd.testing.assert_frame_equal(back.obs, cohort.obs)
+    for modality in cohort.modalities:
+        assert back.feature_names(modality).equals(cohort.feature_names(modality))
+    np.testing.assert_array_equal(back.truth.cell_state, cohort.truth.cell_state)
+    assert back.truth.causal.equals(cohort.truth.causal)
+    for pull in (True, False):  # any mudata reads the file, under either update behaviour
+        with md.set_options(pull_on_update=pull), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            assert md.read_h5mu(folder / "cohort.h5mu").n_obs == cohort.n_cells
+    argv = ["--dataset", str(folder), "--models", "pca", "--preset", "ci", "--no-umap", "-q", "--probe-seeds", "1",
+            "--no-cache", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    scores = read_scores(tmp_path / "run" / "scores.csv")
+    assert {"association", "truth", "probe_cell_type"} <= set(scores.loc[scores["status"] == "ok", "task"])
