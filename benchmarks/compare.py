@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ logger = logging.getLogger("benchmarks.compare")
 DEFAULT_MODELS = ("livi", "mslivi-50", "dmlivi-50")
 PARTIAL_SCORES = "scores.partial.csv"  # the scores so far, while a run is under way
 THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
-N_BASELINE_SEEDS = 5
+TORCH_THREADS_ENV = "MULTILIVI_TORCH_THREADS"
 
 EPILOG = f"""\
 model specs:
@@ -62,6 +65,14 @@ examples:
 """
 
 
+def default_torch_threads() -> int:
+    """Torch CPU threads: ``$MULTILIVI_TORCH_THREADS`` (read by the test suite too), else 1."""
+    raw = os.environ.get(TORCH_THREADS_ENV, "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"error: {TORCH_THREADS_ENV}={raw!r} must be a positive integer (e.g. 1 or 2)")
+    return int(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.compare",
@@ -78,11 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training budget (default: quick)")
     parser.add_argument("--out", type=Path, help="run folder (default: reports/<timestamp>_<dataset>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training, splits and probes (default: 0)")
-    parser.add_argument("--check", type=Path, metavar="BASELINE", help="fail (exit 1) on metrics worse than BASELINE")
+    parser.add_argument(
+        "--check", type=Path, metavar="BASELINE",
+        help="fail (exit 1) naming every gated metric worse than BASELINE's bound (the seed must not be a baseline seed)",
+    )  # fmt: skip
     parser.add_argument(
         "--update-baseline", type=Path, metavar="BASELINE",
-        help=f"rewrite BASELINE from {N_BASELINE_SEEDS} runs (seeds SEED..SEED+{N_BASELINE_SEEDS - 1})",
+        help=f"rewrite BASELINE from runs at --baseline-seeds seeds {gate.FIRST_BASELINE_SEED}, "
+        f"{gate.FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-seeds", type=int, default=gate.N_BASELINE_SEEDS, metavar="N",
+        help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; at least {gate.MIN_BASELINE_SEEDS})",
+    )  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="processes for the --update-baseline seeds (default: 1)")  # fmt: skip
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing model or task")
     parser.add_argument("--donors", choices=("strict", "intersect"), default="strict",
                         help="cohort folders: keep only donors with both cells and genotypes (intersect)")  # fmt: skip
@@ -92,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)")
     parser.add_argument("--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)")
     parser.add_argument(
-        "--torch-threads", type=int, default=1, metavar="N",
-        help="CPU threads for training (default: 1; the preset models are small, and one thread per process "
-        "is fastest on a few cores and does not stall under load; raise it for --preset paper)",
+        "--torch-threads", type=int, default=default_torch_threads(), metavar="N",
+        help=f"CPU threads for training (default: ${TORCH_THREADS_ENV} or 1; the preset models are small, and one "
+        "thread per process is fastest on a few cores and does not stall under load; raise it for --preset paper)",
     )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
@@ -106,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         specs = [resolve_spec(raw) for raw in args.models]
+        names = [s.name for s in specs]
         baseline = gate.read_baseline(args.check) if args.check else None
         if baseline is not None:
-            gate.check_models(baseline, [s.name for s in specs])
+            gate.check_models(baseline, names, seed=args.seed)
+        if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
+            raise ValueError(f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}")
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
         entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
@@ -134,22 +158,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     logger.info("report: %s", out / "report.html")
     if args.update_baseline:
-        runs = [scores] + [
-            run(args, cohort, prepare(specs, cohort, preset=args.preset, seed=seed), None, argv=argv, report=False, seed=seed)
-            for seed in range(args.seed + 1, args.seed + N_BASELINE_SEEDS)
-        ]
-        meta = {"preset": args.preset, "dataset": cohort.name, "seeds": list(range(args.seed, args.seed + N_BASELINE_SEEDS))}
-        gate.write_baseline(gate.make_baseline(runs, models=[s.name for s in specs], meta=meta), args.update_baseline)
-        logger.info("baseline written to %s", args.update_baseline)
+        update_baseline(args, cohort, names)
     if baseline is not None:
-        violations = gate.check_against(scores, baseline, models=[s.name for s in specs])
-        if violations:
-            print(f"regression gate: {len(violations)} metrics worse than {args.check}:", file=sys.stderr)
-            for violation in violations:
-                print(f"  {violation}", file=sys.stderr)
-            return 1
-        print(f"regression gate: all {len(baseline['entries'])} gated metrics within their bands of {args.check}")
+        return check(scores, baseline, names, path=args.check)
     return 0
+
+
+def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) -> None:
+    """Run the comparison at the baseline seeds and write the baseline file."""
+    seeds = list(range(gate.FIRST_BASELINE_SEED, gate.FIRST_BASELINE_SEED + args.baseline_seeds))
+    runs = scores_at_seeds(args, seeds, jobs=args.jobs, cohort=cohort)
+    baseline = gate.make_baseline(runs, models=names, meta={"preset": args.preset, "dataset": args.dataset})
+    gate.write_baseline(baseline, args.update_baseline)
+    logger.info("baseline written to %s: %s", args.update_baseline, gate.describe(baseline, names))
+
+
+def check(scores: pd.DataFrame, baseline: dict[str, Any], names: list[str], *, path: Path) -> int:
+    """Apply the regression gate to this run's scores; 1 when a gated metric regressed."""
+    violations = gate.check_against(scores, baseline, models=names)
+    if violations:
+        print(f"regression gate: {len(violations)} metrics worse than {path}:", file=sys.stderr)
+        for violation in violations:
+            print(f"  {violation}", file=sys.stderr)
+        return 1
+    print(f"regression gate: every gated metric within its bound of {path}: {gate.describe(baseline, names)}")
+    return 0
+
+
+def scores_at_seeds(
+    args: argparse.Namespace, seeds: Sequence[int], *, jobs: int = 1, cohort: Cohort | None = None
+) -> dict[int, pd.DataFrame]:
+    """Score tables of the comparison of ``args`` at each seed (no run folder), in ``jobs`` processes."""
+    if jobs <= 1:
+        return {seed: scores_at_seed(args, seed, cohort) for seed in seeds}
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        return dict(zip(seeds, pool.map(scores_at_seed, [args] * len(seeds), seeds)))
+
+
+def scores_at_seed(args: argparse.Namespace, seed: int, cohort: Cohort | None = None) -> pd.DataFrame:
+    """The score table of the comparison of ``args`` at ``seed`` (loads the cohort when not given)."""
+    torch.set_num_threads(args.torch_threads)  # a spawned worker starts with torch's default
+    cohort = cohort or load_cohort(args.dataset, preset=args.preset, donors=args.donors)
+    entries = prepare([resolve_spec(raw) for raw in args.models], cohort, preset=args.preset, seed=seed)
+    scores = run(args, cohort, entries, None, argv=None, report=False, seed=seed)
+    logger.info("seed %d: scored", seed)
+    return scores
 
 
 def run(
@@ -188,7 +242,7 @@ def run(
         runs[entry.name] = run_tasks(entry.name, outputs[entry.name], ctx, fail_fast=args.fail_fast)
         rows += runs[entry.name].rows
         if out is not None:
-            write_model_outputs(out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], entry)
+            write_model_outputs(out / "outputs" / entry.name, outputs[entry.name], runs[entry.name])
             write_scores(scores_frame(rows), out / PARTIAL_SCORES)  # partial results survive an interruption
     scores = scores_frame(rows)
     if out is None:
@@ -243,14 +297,11 @@ def check_writable(folder: Path, *, what: str = "run folder", option: str = "--o
         raise PermissionError(f"cannot write the {what} {folder} ({exc.strerror}); pass a writable {option}") from exc
 
 
-def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, entry: Entry) -> None:
+def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun) -> None:
     """Views, donor factors, significant associations and training history of one model."""
     write_outputs(folder, outputs)
     for view, result in task_run.associations.items():
         atomic_write(folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(0.05).to_csv(tmp, index=False))
-    history = entry.info.get("history")
-    if history:
-        atomic_write(folder / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index_label="epoch"))
 
 
 def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) -> dict[str, Any]:
@@ -300,7 +351,7 @@ def run_metadata(
             "semi_synthetic": "liu2021" in cohort.name and cohort.genotypes is not None,
         },
         "models": {
-            e.name: {k: v for k, v in e.info.items() if k != "history"}
+            e.name: e.info
             | {"status": "skipped" if e.skip_reason else "ok", "reason": e.skip_reason}
             for e in entries
         },

@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 import multilivi.models as models_package
-from benchmarks.embeddings import EmbeddingSpec, PCASpec, check_embedding, parse_embedding_spec, parse_pca_spec, pca_outputs
+from benchmarks.embeddings import (
+    EmbeddingSpec,
+    PCASpec,
+    check_embedding,
+    parse_embedding_spec,
+    parse_pca_spec,
+    pca_outputs,
+)
 from benchmarks.specs import ModelSpec, build_config, parse_spec
 from multilivi.atomic import atomic_write, atomic_write_json
 from multilivi.data import Cohort
@@ -34,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 AnySpec = ModelSpec | EmbeddingSpec | PCASpec
 UNCACHED_FIELDS = ("progress",)  # config fields that do not change the trained model
+HISTORY_FILE = "history.csv"
 
 
 def resolve_spec(raw: str) -> AnySpec:
@@ -119,10 +127,10 @@ def compute_outputs(
         heldout_nll=model.reconstruction_nll(cohort, heldout_idx),
         fit_seconds=float(model.fit_seconds_),
         seconds_per_epoch=float(model.fit_seconds_) / max(1, len(model.history_)),
+        history=pd.DataFrame(model.history_).rename_axis("epoch"),
     )
     entry.info["cached"] = False
     entry.info["fit_seconds"] = outputs.fit_seconds
-    entry.info["history"] = model.history_
     if folder is not None:
         _write_cache_entry(folder, model, outputs, entry.info)
     return outputs
@@ -168,13 +176,16 @@ def _write_cache_entry(folder: Path, model: Any, outputs: ModelOutputs, info: di
 
 
 def write_outputs(folder: Path, outputs: ModelOutputs) -> None:
-    """Write views, held-out NLL and donor factors into ``folder`` (atomically, file by file)."""
+    """Write views, held-out NLL, donor factors and training history into ``folder`` (atomically, file by file)."""
     arrays = {f"view/{k}": v for k, v in outputs.views.items()}
     arrays |= {f"nll/{k}": v for k, v in (outputs.heldout_nll or {}).items()}
     arrays["timing"] = np.array([outputs.fit_seconds, outputs.seconds_per_epoch])
     atomic_write(folder / "outputs.npz", lambda tmp: np.savez(tmp, **arrays))
     for name, table in outputs.donor_factors.items():
         atomic_write(folder / f"donor_factors_{name}.csv", lambda tmp, t=table: t.to_csv(tmp, float_format="%.17g"))
+    if outputs.history is not None:
+        history = outputs.history
+        atomic_write(folder / HISTORY_FILE, lambda tmp: history.to_csv(tmp, float_format="%.17g"))
 
 
 def _read_outputs(folder: Path) -> ModelOutputs:
@@ -189,7 +200,8 @@ def _read_outputs(folder: Path) -> ModelOutputs:
     for table in factors.values():
         table.index = table.index.astype(str)
         table.index.name = "donor"
-    return ModelOutputs(views, factors, nll or None, float(fit_seconds), float(per_epoch))
+    history = pd.read_csv(folder / HISTORY_FILE, index_col="epoch") if (folder / HISTORY_FILE).exists() else None
+    return ModelOutputs(views, factors, nll or None, float(fit_seconds), float(per_epoch), history)
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:

@@ -7,9 +7,12 @@ import pytest
 import torch
 from cohort_factories import make_genotypes, make_mdata
 
+from benchmarks.compare import default_torch_threads
+
 matplotlib.use("Agg")
 # The test models are tiny: one thread is faster on 2 cores and immune to OpenMP stalls under load.
-torch.set_num_threads(1)
+# MULTILIVI_TORCH_THREADS=2 runs the suite with another summation order, as another machine would.
+torch.set_num_threads(default_torch_threads())
 
 
 @pytest.fixture

@@ -47,6 +47,11 @@ class ModelOutputs:
         (n_heldout,); None when the model has no likelihood.
     fit_seconds
         Training time (NaN when not trained here).
+    seconds_per_epoch
+        Mean training time per epoch (NaN when not trained here).
+    history
+        The training history, one row per epoch (loss terms and stage); None when not trained here.
+        It travels with the outputs, so a model read from the cache still has it.
     """
 
     views: dict[str, np.ndarray]
@@ -54,6 +59,7 @@ class ModelOutputs:
     heldout_nll: dict[str, np.ndarray] | None = None
     fit_seconds: float = math.nan
     seconds_per_epoch: float = math.nan
+    history: pd.DataFrame | None = None
 
 
 @dataclass
