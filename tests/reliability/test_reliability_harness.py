@@ -157,17 +157,19 @@ def test_cache_never_serves_a_model_trained_on_other_data(tmp_path, folder, coho
 
 
 # ------------------------------------------------------------------------------------- baselines
-def test_baseline_for_other_models(tmp_path, capsys, folder):
-    gate.write_baseline({"schema_version": gate.SCHEMA_VERSION, "models": ["livi", "mslivi-50"], "entries": []},
-                        tmp_path / "b.json")  # fmt: skip
+def test_baseline_for_other_models_or_at_its_own_seeds(tmp_path, capsys, folder):
+    baseline = {"schema_version": gate.SCHEMA_VERSION, "models": ["livi", "mslivi-50"], "seeds": [100, 101], "entries": []}
+    gate.write_baseline(baseline, tmp_path / "b.json")
     err = refused(tmp_path, capsys, folder, "--check", str(tmp_path / "b.json"), models=["livi", "dmlivi-50"])
-    assert "the baseline is for models ['livi', 'mslivi-50'] but this run compares ['livi', 'dmlivi-50']" in err
+    assert "the baseline covers models ['livi', 'mslivi-50'], not ['dmlivi-50']" in err
     assert "--update-baseline" in err
+    err = refused(tmp_path, capsys, folder, "--check", str(tmp_path / "b.json"), "--seed", "101", models=["livi"])
+    assert "seed 101 is one of the baseline's seeds (100..101)" in err and "pass another --seed" in err
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [('{"something": 1}', "is not a multilivi baseline (schema 1); regenerate it with --update-baseline"),
+    [('{"something": 1}', "is not a multilivi baseline; regenerate it with --update-baseline"),
      (None, "does not exist; create it with --update-baseline")],
     ids=["not-a-baseline", "missing"],
 )
