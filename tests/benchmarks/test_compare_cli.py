@@ -59,7 +59,7 @@ def test_third_party_embedding_is_scored_beside_livi(workspace):
     assert set(ok.loc[ok["task"] == "association", "view"]) == {"D"}  # its own donor-factor table
     assert tool.loc[tool["task"] == "reconstruction", "reason"].str.contains("no held-out NLL").all()
     livi_accuracy = scores.query("model == 'livi' and task == 'probe_cell_type' and metric == 'accuracy'")
-    assert livi_accuracy["value"].iloc[0] > 0.5
+    assert livi_accuracy["value"].iloc[0] > 0.5  # 20 seeds of benchmarks/baselines/ci.json: 0.984-0.994
     assert "tool" in (root / "run1" / "report.md").read_text()
 
 

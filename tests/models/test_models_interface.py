@@ -10,19 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from seed_spread import tiny_config
 
 from multilivi.data import Cohort
 from multilivi.models import FAMILIES, LatentModel, ModelBase, Stage
-
-TINY = dict(epochs=8, warmup_epochs=4, batch_size=256, lr=1e-2, progress=False, encoder_hidden=(32, 16),
-            n_latent=5, n_dxc=4, n_v=2, device="cpu")  # fmt: skip
-TINY_DM = dict(prot_shared_hidden=(16, 8), rna_specific_hidden=(16, 8), prot_specific_hidden=(8,),
-               n_rna_specific=3, n_prot_specific=2)  # fmt: skip
-
-
-def tiny_config(family: str, **overrides):
-    kwargs = {**TINY, **(TINY_DM if family == "dmlivi" else {}), **overrides}
-    return FAMILIES[family][1](**kwargs)
 
 
 def fit(family: str, cohort: Cohort, train_idx: np.ndarray, **overrides) -> ModelBase:
@@ -96,6 +87,8 @@ def test_history_records_every_term_and_the_stages(fitted) -> None:
 def test_loss_decreases_within_each_stage(fitted) -> None:
     _, model = fitted
     loss = [h["loss"] for h in model.history_]
+    # reports/seed-spread (10 training seeds): loss[3]/loss[0] 0.889-0.927 (sd <= 0.003), loss[7]/loss[4]
+    # 0.944-0.981 (sd <= 0.008): the threshold 1 is >= 5 sd above each family's mean
     assert loss[3] < loss[0] and loss[7] < loss[4]
 
 
@@ -197,7 +190,7 @@ def test_protein_nb_mixture_option(family: str, ci_cohort: Cohort, ci_split) -> 
     decoder = model.module_.decoders["prot"]
     assert decoder.likelihood == "nbmix" and model.module_.decoders["rna"].likelihood == "nb"
     loss = [h["loss"] for h in model.history_]
-    assert loss[3] < loss[0] and loss[7] < loss[4]
+    assert loss[3] < loss[0] and loss[7] < loss[4]  # 10 seeds: ratios <= 0.896, <= 0.982 (1 is >= 3.3 sd above)
     nb = fit(family, ci_cohort, ci_split[0])
     mix_nll = model.reconstruction_nll(ci_cohort, ci_split[1])["prot"]
     assert np.isfinite(mix_nll).all() and not np.allclose(mix_nll, nb.reconstruction_nll(ci_cohort, ci_split[1])["prot"])
@@ -210,7 +203,7 @@ def test_dmlivi_interaction_input_all(ci_cohort: Cohort, ci_split) -> None:
     model = fit("dmlivi", ci_cohort, ci_split[0], interaction_input="all")
     assert model.module_.donor.assign_logits.shape == (5 + 3 + 2, 4)
     loss = [h["loss"] for h in model.history_]
-    assert loss[7] < loss[4]
+    assert loss[7] < loss[4]  # 10 seeds: loss[7]/loss[4] 0.954-0.974 (sd 0.007)
     shared = fit("dmlivi", ci_cohort, ci_split[0])
     np.testing.assert_array_equal(model.views(ci_cohort)["all"], shared.views(ci_cohort)["all"])  # stage 1 alike
     assert not np.allclose(model.donor_factors()["D"], shared.donor_factors()["D"])
