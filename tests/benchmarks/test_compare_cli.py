@@ -114,15 +114,12 @@ def test_tasks_that_cannot_run_are_skipped_rows_and_the_report_is_complete(tmp_p
     assert "## Probes" in report and "## Reconstruction" in report
 
 
-def test_gate_on_the_committed_baseline_passes_and_catches_a_crippled_model(tmp_path, capsys):
-    """The CI gate on benchmarks/baselines/ci.json (bounds from seeds 100-119): the unchanged models at
-    seed 0 pass; LIVI with a 2-dimensional cell state, a real regression rather than an edited number,
-    fails naming its cell-state metrics (measured: cell-type accuracy 0.76 against a bound of 0.974)."""
+def test_gate_on_the_committed_baseline_catches_a_crippled_model(tmp_path, capsys):
+    """LIVI with a 2-dimensional cell state, a real regression rather than an edited number, fails the CI gate
+    (benchmarks/baselines/ci.json) naming its cell-state metrics; measured: cell-type accuracy 0.76 against a
+    bound of 0.974. That the unchanged models pass it is .ci/run's gate step (and reports/gate-calibration-ci)."""
     committed = Path(__file__).resolve().parents[2] / "benchmarks" / "baselines" / "ci.json"
-    baseline = gate.read_baseline(committed)
     argv = ["--preset", "ci", "--no-umap", "-q", "--cache", str(tmp_path / "cache"), "--check", str(committed)]
-    assert main([*argv, "--models", *baseline["models"], "--out", str(tmp_path / "pass")]) == 0
-    assert "every gated metric within its bound" in capsys.readouterr().out
     assert main([*argv, "--models", "livi:n_latent=2,name=livi", "--out", str(tmp_path / "fail")]) == 1
     err = capsys.readouterr().err
     assert "livi/c/probe_cell_type/accuracy" in err and "is below the gate's bound" in err, err

@@ -27,9 +27,9 @@ def test_ci_preset_recovers_cell_types_and_donor_programs(family: str, ci_cohort
     assert measured["mean_best"] > measured["chance_99"], measured
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 def test_quick_preset_livi_recovers_every_program_of_the_default_cohort() -> None:
-    """Issue 3's acceptance run (about 75 s on one CPU thread): the README's default cohort and preset."""
+    """Issue 3's acceptance run (75-225 s on one CPU thread, by CPU): the README's default cohort and preset."""
     cohort = simulated(SimulationConfig())
     measured = recovery("livi", "quick", cohort, split_cells(cohort, frac=0.1, seed=0), seed=0)
     # 5 training seeds: accuracy 0.9966-0.9989 (sd 0.0011); worst program's best |r| 0.777-0.850 (mean 0.807,
