@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,44 +47,46 @@ FIRST_BASELINE_SEED = 100
 REL_TOLERANCE = 0.01
 KEY = ("model", "view", "task", "metric")
 
-Direction = Literal["max", "min", "toward_one"]
-
-
 @dataclass(frozen=True)
 class GatedMetric:
-    """How the gate reads one metric: which way is worse, its attainable range, counts or not."""
+    """What the gate adds to a metric's score rows (which give its direction): range, counts, target.
 
-    direction: Direction
+    ``target`` is a value the metric should approach from either side (λ_GC: 1); such a metric
+    gets bounds on both sides, whatever its rows' ``higher_is_better`` says.
+    """
+
     lower: float = -math.inf
     upper: float = math.inf
     count: bool = False
+    target: float | None = None
     ungated_views: tuple[tuple[str, str], ...] = ()  # (view, why it is not gated there)
 
-    @property
-    def sides(self) -> tuple[bool, bool]:
-        """Whether the metric has a lower bound (a drop is worse) and an upper bound (a rise is worse)."""
-        return self.direction in ("max", "toward_one"), self.direction in ("min", "toward_one")
+    def sides(self, higher_is_better: bool) -> tuple[bool, bool]:
+        """Whether a drop is worse (a lower bound) and whether a rise is worse (an upper bound)."""
+        if self.target is not None:
+            return True, True
+        return higher_is_better, not higher_is_better
 
 
-_ACCURACY = GatedMetric("max", 0.0, 1.0)
+_PROPORTION = GatedMetric(0.0, 1.0)
 _V_LAMBDA = (
     "λ of the 2-3 persistent factors is the inflation of two or three traits, heavy-tailed over seeds "
     "(CI cohort, livi: 1.275 at fresh seed 3 against 0.80-1.09 at 20 baseline seeds); λ of D is gated"
 )
 GATED: dict[tuple[str, str], GatedMetric] = {
-    ("reconstruction", "nll_per_cell_rna"): GatedMetric("min", 0.0),
-    ("reconstruction", "nll_per_cell_prot"): GatedMetric("min", 0.0),
-    ("probe_cell_type", "accuracy"): _ACCURACY,
-    ("probe_cell_type", "balanced_accuracy"): _ACCURACY,
-    ("probe_cell_subtype", "accuracy"): _ACCURACY,
-    ("probe_cell_subtype", "balanced_accuracy"): _ACCURACY,
-    ("probe_donor", "accuracy"): GatedMetric("min", 0.0, 1.0),  # leakage
-    ("association", "lambda_gc"): GatedMetric("toward_one", 0.0, ungated_views=(("V", _V_LAMBDA),)),
-    ("association", "n_significant_pairs"): GatedMetric("max", 0.0, count=True),
-    ("association", "n_significant_variants"): GatedMetric("max", 0.0, count=True),
-    ("truth", "power"): GatedMetric("max", 0.0, 1.0),
-    ("truth", "factor_recovery"): GatedMetric("max", 0.0, 1.0),
-    ("truth", "cell_state_r2"): GatedMetric("max", -math.inf, 1.0),
+    ("reconstruction", "nll_per_cell_rna"): GatedMetric(0.0),
+    ("reconstruction", "nll_per_cell_prot"): GatedMetric(0.0),
+    ("probe_cell_type", "accuracy"): _PROPORTION,
+    ("probe_cell_type", "balanced_accuracy"): _PROPORTION,
+    ("probe_cell_subtype", "accuracy"): _PROPORTION,
+    ("probe_cell_subtype", "balanced_accuracy"): _PROPORTION,
+    ("probe_donor", "accuracy"): _PROPORTION,
+    ("association", "lambda_gc"): GatedMetric(0.0, target=1.0, ungated_views=(("V", _V_LAMBDA),)),
+    ("association", "n_significant_pairs"): GatedMetric(0.0, count=True),
+    ("association", "n_significant_variants"): GatedMetric(0.0, count=True),
+    ("truth", "power"): _PROPORTION,
+    ("truth", "factor_recovery"): _PROPORTION,
+    ("truth", "cell_state_r2"): GatedMetric(upper=1.0),
 }
 
 
@@ -120,7 +122,9 @@ def gated_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.loc[np.asarray(declared, dtype=bool) & (scores["status"] == "ok").to_numpy()]
 
 
-def acceptable_range(values: np.ndarray, metric: GatedMetric, *, alpha: float) -> tuple[float | None, float | None]:
+def acceptable_range(
+    values: np.ndarray, metric: GatedMetric, *, higher_is_better: bool, alpha: float
+) -> tuple[float | None, float | None]:
     """The gate's (low, high) bounds for one metric; None on a side where any change is an improvement.
 
     Parameters
@@ -128,20 +132,22 @@ def acceptable_range(values: np.ndarray, metric: GatedMetric, *, alpha: float) -
     values
         Baseline values (n_seeds,).
     metric
-        The metric's declaration.
+        What the gate knows of the metric beyond its direction.
+    higher_is_better
+        The metric's direction, as its score rows declare it.
     alpha
-        The false-alarm probability allowed for this metric (split between two sides for λ).
+        The false-alarm probability allowed for this metric (split between two sides for a target).
     """
     n = len(values)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     tolerance = max(REL_TOLERANCE * abs(mean), 1.0 if metric.count else 0.01)
-    has_low, has_high = metric.sides
+    has_low, has_high = metric.sides(higher_is_better)
     quantile = float(stats.t.ppf(1.0 - alpha / (has_low + has_high), n - 1))
     margin = max(quantile * sd * math.sqrt(1.0 + 1.0 / n), tolerance)
     low = min(mean - margin, float(values.min()) - tolerance) if has_low else None
     high = max(mean + margin, float(values.max()) + tolerance) if has_high else None
-    if metric.direction == "toward_one":
-        low, high = min(low, 1.0), max(high, 1.0)
+    if metric.target is not None:  # reaching the target never fails
+        low, high = min(low, metric.target), max(high, metric.target)
     return low, high
 
 
@@ -180,13 +186,14 @@ def make_baseline(
     for key, group in groups.items():
         metric = GATED[(key[2], key[3])]
         raw = group.sort_values("seed")["value"].to_numpy(float)
-        entry: dict[str, Any] = dict(zip(KEY, key)) | {"direction": metric.direction, "values": raw.tolist()}
+        higher_is_better = bool(group["higher_is_better"].iloc[0])
+        entry: dict[str, Any] = dict(zip(KEY, key)) | {"higher_is_better": higher_is_better, "values": raw.tolist()}
         if key not in complete:
             entry |= {"gated": False, "reason": f"ok and finite in {int(group['value'].notna().sum())} of {len(runs)} seeds"}
         elif key[1] in dict(metric.ungated_views):
             entry |= {"gated": False, "reason": dict(metric.ungated_views)[key[1]]}
         else:
-            low, high = acceptable_range(raw, metric, alpha=alpha_each)
+            low, high = acceptable_range(raw, metric, higher_is_better=higher_is_better, alpha=alpha_each)
             gated = can_fail(low, high, metric)
             entry |= {"mean": float(raw.mean()), "sd": float(raw.std(ddof=1)), "low": low, "high": high, "gated": gated}
             if not gated:

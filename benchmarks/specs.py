@@ -93,9 +93,9 @@ def parse_family_spec(raw: str) -> ModelSpec:
         weight = _coerce(f"{raw!r}: -W", match["weight"], float)
         if not weight >= 0:
             raise ValueError(f"spec {raw!r}: λ_prot must be >= 0, got {weight}")
-    overrides = _parse_overrides(raw, match["overrides"], cls)
-    label = dict(overrides).pop(_NAME_OPTION, None)
-    overrides = tuple((k, v) for k, v in overrides if k != _NAME_OPTION)
+    options = _parse_overrides(raw, match["overrides"], cls)
+    label = dict(options).get(_NAME_OPTION)
+    overrides = tuple((k, v) for k, v in options if k != _NAME_OPTION)
     if weight is not None and any(k == _WEIGHT_FIELD for k, _ in overrides):
         raise ValueError(f"spec {raw!r} sets {_WEIGHT_FIELD} twice (-W and {_WEIGHT_FIELD}=); keep one")
     return ModelSpec(raw=raw.strip(), family=family, weight=weight, overrides=overrides, label=label)

@@ -104,6 +104,27 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
     return [MetricResult("factor_recovery", float(np.nanmean(best)), True, details)]
 
 
+def factor_recovery_chance(
+    true_factors: pd.DataFrame, n_factors: int, *, n_draws: int = 200, quantile: float = 0.99, seed: int = 0
+) -> float:
+    """The ``quantile`` of ``factor_recovery`` that ``n_factors`` independent Gaussian factors reach by chance.
+
+    Parameters
+    ----------
+    true_factors
+        (donors, programs) indexed by donor name.
+    n_factors
+        Number of learned factors the chance level is for (the best of more factors is higher).
+    """
+    rng = np.random.default_rng(seed)
+    draws = [
+        factor_recovery(true_factors, pd.DataFrame(rng.standard_normal((len(true_factors), n_factors)),
+                                                   index=true_factors.index))[0].value
+        for _ in range(n_draws)
+    ]  # fmt: skip
+    return float(np.quantile(draws, quantile))
+
+
 def cell_state_recovery(
     true_state: NDArray[np.floating], view: NDArray[np.floating], *, test_size: float = 0.2, seed: int = 0
 ) -> list[MetricResult]:

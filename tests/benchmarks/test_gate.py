@@ -51,7 +51,7 @@ def test_bound_is_calibrated_for_one_new_run_from_a_normal_spread():
     alarms = 0
     for _ in range(n_trials):
         values = 0.5 + 0.05 * rng.standard_normal(21)  # 20 baseline seeds and the check seed
-        low, _ = gate.acceptable_range(values[:20], metric, alpha=alpha)
+        low, _ = gate.acceptable_range(values[:20], metric, higher_is_better=True, alpha=alpha)
         alarms += values[20] < low
     rate, se = alarms / n_trials, np.sqrt(alpha * (1 - alpha) / n_trials)
     assert alpha / 2 < rate <= alpha + 3 * se, rate
@@ -65,7 +65,7 @@ def test_family_wise_false_alarms_are_controlled_and_a_real_shift_is_caught():
     false_alarms = caught = 0
     for _ in range(n_trials):
         values = 1000 + 50 * rng.standard_normal((n_metrics, 21))
-        bounds = np.array([gate.acceptable_range(v[:20], metric, alpha=alpha / n_metrics)[1] for v in values])
+        bounds = np.array([gate.acceptable_range(v[:20], metric, higher_is_better=False, alpha=alpha / n_metrics)[1] for v in values])
         false_alarms += bool((values[:, 20] > bounds).any())
         caught += bool(values[0, 20] + 6 * 50 > bounds[0])
     assert false_alarms / n_trials <= 0.03, false_alarms  # expected <= 1 %; 3 % is 3.5 SE above it
@@ -74,16 +74,17 @@ def test_family_wise_false_alarms_are_controlled_and_a_real_shift_is_caught():
 
 def test_bound_never_falls_inside_the_values_the_baseline_reached():
     values = np.array([0.83] * 19 + [0.60])  # one collapsed seed among 20
-    low, high = gate.acceptable_range(values, gate.GATED[("probe_cell_type", "accuracy")], alpha=0.05)
+    low, high = gate.acceptable_range(values, gate.GATED[("probe_cell_type", "accuracy")], higher_is_better=True, alpha=0.05)
     assert low < 0.60 - 0.0099 and high is None
 
 
 def test_lambda_has_two_bounds_that_always_admit_the_target():
     rng = np.random.default_rng(2)
     metric = gate.GATED[("association", "lambda_gc")]
-    low, high = gate.acceptable_range(1.05 + 0.02 * rng.standard_normal(20), metric, alpha=0.01)
+    low, high = gate.acceptable_range(1.05 + 0.02 * rng.standard_normal(20), metric, higher_is_better=False, alpha=0.01)
     assert 0.9 < low < 1.0 and 1.05 < high < 1.2
-    low, high = gate.acceptable_range(1.3 + 0.01 * rng.standard_normal(20), metric, alpha=0.01)  # inflated baseline
+    # an inflated baseline
+    low, high = gate.acceptable_range(1.3 + 0.01 * rng.standard_normal(20), metric, higher_is_better=False, alpha=0.01)
     assert low == 1.0 and 1.3 < high
 
 

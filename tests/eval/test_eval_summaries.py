@@ -9,13 +9,19 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from multilivi.eval.association import lmm_scan
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
 from multilivi.eval.phenotypes import donor_means
 from multilivi.eval.reconstruction import reconstruction_summary
 from multilivi.eval.records import MetricResult, skipped
-from multilivi.eval.truth import association_truth, cell_state_recovery, factor_recovery
+from multilivi.eval.truth import (
+    association_truth,
+    cell_state_recovery,
+    factor_recovery,
+    factor_recovery_chance,
+)
 
 
 def test_metric_result_is_frozen_and_typed():
@@ -136,3 +142,13 @@ def test_simulator_true_donor_factors_are_found():
         result, [str(v) for v in truth.causal_variants], [str(v) for v in truth.null_variants])}
     assert scores["power"] >= 0.9
     assert 0.85 <= scores["lambda_gc_null"] <= 1.15
+
+
+def test_factor_recovery_chance_matches_the_null_distribution_of_r():
+    """One program, one random factor: |r| on n donors has t = r √(n-2) / √(1 - r²) ~ t_{n-2}."""
+    n = 30
+    truth = pd.DataFrame(np.random.default_rng(5).normal(size=(n, 1)), index=[f"d{i}" for i in range(n)])
+    t = stats.t.ppf(0.995, n - 2)
+    expected = t / np.sqrt(n - 2 + t**2)  # the 99th percentile of |r|
+    assert factor_recovery_chance(truth, 1, n_draws=4000) == pytest.approx(expected, abs=0.02)
+    assert factor_recovery_chance(truth, 8) > factor_recovery_chance(truth, 1)  # the best of more factors

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from benchmarks.presets import preset_config
 from multilivi.data import Cohort, split_cells
 from multilivi.data.simulate import SimulationConfig, simulate
-from multilivi.eval.truth import factor_recovery
+from multilivi.eval.truth import factor_recovery, factor_recovery_chance
 from multilivi.models import FAMILIES
 
 TINY = {"epochs": 8, "warmup_epochs": 4, "batch_size": 256, "lr": 1e-2, "progress": False, "encoder_hidden": (32, 16),
@@ -71,22 +71,12 @@ def recovery(family: str, preset: str, cohort: Cohort, split: tuple[np.ndarray, 
     factors = model.donor_factors()["D"]
     values = np.array(list(best_correlations(cohort.truth.donor_factors, factors).values()))
     return {"accuracy": float(accuracy), "mean_best": float(values.mean()), "median_best": float(np.median(values)),
-            "min_best": float(values.min()), "chance_99": chance_recovery(cohort.truth.donor_factors, factors.shape[1])}  # fmt: skip
+            "min_best": float(values.min()), "chance_99": factor_recovery_chance(cohort.truth.donor_factors, factors.shape[1])}  # fmt: skip
 
 
 def best_correlations(truth: pd.DataFrame, learned: pd.DataFrame) -> dict[str, float]:
     """Per true program (donors x programs), the best |Pearson r| of any learned factor (donors x factors)."""
     return factor_recovery(truth, learned)[0].details["per_program"]
-
-
-def chance_recovery(truth: pd.DataFrame, n_factors: int, *, n_draws: int = 200, quantile: float = 0.99) -> float:
-    """The ``quantile`` of the mean best |r| that ``n_factors`` independent Gaussian factors reach by chance."""
-    rng = np.random.default_rng(0)
-    draws = [
-        np.mean(list(best_correlations(truth, pd.DataFrame(rng.standard_normal((len(truth), n_factors)), index=truth.index)).values()))
-        for _ in range(n_draws)
-    ]
-    return float(np.quantile(draws, quantile))
 
 
 def main(argv: list[str] | None = None) -> int:
