@@ -130,7 +130,7 @@ RENDER = {"machine": render_machine, "association": render_association, "trainin
 def update_readme(sections: dict[str, str]) -> None:
     text = README.read_text()
     for name, body in sections.items():
-        pattern = re.compile(rf"(<!-- perf:{name}:start -->\n).*?(\n<!-- perf:{name}:end -->)", re.S)
+        pattern = re.compile(rf"(<!-- perf:{name}:start -->\n).*?(\n<!-- perf:{name}:end -->)", re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{README} has no perf:{name} markers; restore them from git")
         text = pattern.sub(lambda match: match.group(1) + body + match.group(2), text)

@@ -11,7 +11,6 @@ glimix-core (the library's ``glimix`` engine) is run on a subset of factors and 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

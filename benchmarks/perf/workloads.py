@@ -19,7 +19,13 @@ from numpy.typing import NDArray
 
 from multilivi.data import Genotypes, kinship_from_genotypes
 from multilivi.data.simulate import simulate_genotypes
-from multilivi.eval.association import AssociationResult, fit_null, lmm_scan, scan_rotated, standardise_variants
+from multilivi.eval.association import (
+    AssociationResult,
+    fit_null,
+    lmm_scan,
+    scan_rotated,
+    standardise_variants,
+)
 
 N_FACTORS = 100
 N_COVARIATES = 3  # plus the intercept

@@ -9,9 +9,9 @@ from multilivi.models.train import Stage, TrainConfig, stage_at
 
 __all__ = [
     "DMLIVI",
-    "DMLIVIConfig",
     "FAMILIES",
     "LIVI",
+    "DMLIVIConfig",
     "LIVIConfig",
     "LatentModel",
     "ModelBase",

@@ -8,7 +8,15 @@ import torch
 
 from multilivi.data import Cohort
 from multilivi.models.livi import LIVIConfig, SharedLatentModule
-from multilivi.models.train import CellBatches, Stage, TrainConfig, fit_module, minibatches, resolve_device, stage_at
+from multilivi.models.train import (
+    CellBatches,
+    Stage,
+    TrainConfig,
+    fit_module,
+    minibatches,
+    resolve_device,
+    stage_at,
+)
 
 
 def test_stage_at_is_a_pure_function_of_the_epoch() -> None:

@@ -12,7 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from cohort_factories import make_genotypes
-from reliability_cli import DONORS, N_CELLS, annotated, build, cli, good_mdata, refused, with_rna_counts, write_folder
+from reliability_cli import (
+    DONORS,
+    N_CELLS,
+    annotated,
+    build,
+    cli,
+    good_mdata,
+    refused,
+    with_rna_counts,
+    write_folder,
+)
 
 from multilivi.data import Cohort
 from multilivi.data.io import read_plink, write_plink
