@@ -81,42 +81,75 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="SPEC", help="model specs (see below)")
     parser.add_argument(
-        "--dataset", default="sim", help="sim (simulated, sized by the preset), sim-ci, liu2021, liu2021-null, or a "
+        "--models", nargs="+", default=list(DEFAULT_MODELS), metavar="SPEC", help="model specs (see below)"
+    )
+    parser.add_argument(
+        "--dataset",
+        default="sim",
+        help="sim (simulated, sized by the preset), sim-ci, liu2021, liu2021-null, or a "
         "cohort folder (cohort.h5mu + genotypes.{bed,bim,fam}) (default: sim)",
-    )  # fmt: skip
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training budget (default: quick)")
+    )
+    parser.add_argument(
+        "--preset", default="quick", choices=sorted(PRESETS), help="training budget (default: quick)"
+    )
     parser.add_argument("--out", type=Path, help="run folder (default: reports/<timestamp>_<dataset>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of training, splits and probes (default: 0)")
     parser.add_argument(
-        "--check", type=Path, metavar="BASELINE",
+        "--seed", type=int, default=0, help="seed of training, splits and probes (default: 0)"
+    )
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="BASELINE",
         help="fail (exit 1) naming every gated metric worse than BASELINE's bound (the seed must not be a baseline seed)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--update-baseline", type=Path, metavar="BASELINE",
+        "--update-baseline",
+        type=Path,
+        metavar="BASELINE",
         help=f"rewrite BASELINE from runs at --baseline-seeds seeds {gate.FIRST_BASELINE_SEED}, "
         f"{gate.FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--baseline-seeds", type=int, default=gate.N_BASELINE_SEEDS, metavar="N",
+        "--baseline-seeds",
+        type=int,
+        default=gate.N_BASELINE_SEEDS,
+        metavar="N",
         help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; at least {gate.MIN_BASELINE_SEEDS})",
-    )  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="processes for the --update-baseline seeds (default: 1)")  # fmt: skip
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes for the --update-baseline seeds (default: 1)",
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing model or task")
-    parser.add_argument("--donors", choices=("strict", "intersect"), default="strict",
-                        help="cohort folders: keep only donors with both cells and genotypes (intersect)")  # fmt: skip
-    parser.add_argument("--cache", type=Path, default=None, help="model cache folder (default: $MULTILIVI_CACHE/models)")
+    parser.add_argument(
+        "--donors",
+        choices=("strict", "intersect"),
+        default="strict",
+        help="cohort folders: keep only donors with both cells and genotypes (intersect)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="model cache folder (default: $MULTILIVI_CACHE/models)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="always train, never read or write the cache")
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
-    parser.add_argument("--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)")
-    parser.add_argument("--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)")
     parser.add_argument(
-        "--torch-threads", type=int, default=default_torch_threads(), metavar="N",
+        "--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)"
+    )
+    parser.add_argument(
+        "--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=default_torch_threads(),
+        metavar="N",
         help=f"CPU threads for training (default: ${TORCH_THREADS_ENV} or 1; the preset models are small, and one "
         "thread per process is fastest on a few cores and does not stall under load; raise it for --preset paper)",
-    )  # fmt: skip
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -124,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         specs = [resolve_spec(raw) for raw in args.models]
         names = [s.name for s in specs]
@@ -132,15 +167,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if baseline is not None:
             gate.check_models(baseline, names, seed=args.seed)
         if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
-            raise ValueError(f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}")
+            raise ValueError(
+                f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
+            )
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
         entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
         check_writable(out, what="run folder", option="--out DIR")
         if args.update_baseline:
-            check_writable(args.update_baseline.parent, what="baseline folder", option="--update-baseline PATH")
+            check_writable(
+                args.update_baseline.parent, what="baseline folder", option="--update-baseline PATH"
+            )
         if not args.no_cache:
-            check_writable(args.cache or default_cache_dir(), what="model cache", option="--cache DIR (or --no-cache)")
+            check_writable(
+                args.cache or default_cache_dir(), what="model cache", option="--cache DIR (or --no-cache)"
+            )
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # no repr quotes
         print(f"error: {message}", file=sys.stderr)
@@ -220,7 +261,9 @@ def run(
     seed = args.seed if seed is None else seed
     start = time.perf_counter()
     train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
-    ctx = EvalContext.from_cohort(cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed)
+    ctx = EvalContext.from_cohort(
+        cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed
+    )
     cache = None if args.no_cache else (args.cache or default_cache_dir())
     rows: list[ScoreRow] = []
     runs: dict[str, TaskRun] = {}
@@ -253,7 +296,9 @@ def run(
         figures = ({} if args.no_umap else umap_figures(outputs, cohort, seed)) | qq_figures(runs)
     with atomic_group():  # all or nothing: a failed write leaves an earlier run's files in `out` as they were
         write_scores(scores, out / "scores.csv")
-        atomic_write_json(out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")})
+        atomic_write_json(
+            out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")}
+        )
         if report:
             write_report(out, scores, meta, figures)
     (out / PARTIAL_SCORES).unlink(missing_ok=True)
@@ -294,14 +339,18 @@ def check_writable(folder: Path, *, what: str = "run folder", option: str = "--o
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"cannot write the {what} {folder} ({exc.strerror}); pass a writable {option}") from exc
+        raise PermissionError(
+            f"cannot write the {what} {folder} ({exc.strerror}); pass a writable {option}"
+        ) from exc
 
 
 def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun) -> None:
     """Views, donor factors, significant associations and training history of one model."""
     write_outputs(folder, outputs)
     for view, result in task_run.associations.items():
-        atomic_write(folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(0.05).to_csv(tmp, index=False))
+        atomic_write(
+            folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(0.05).to_csv(tmp, index=False)
+        )
 
 
 def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) -> dict[str, Any]:
@@ -311,7 +360,9 @@ def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) ->
         for view, embedding in out.views.items():
             coords, idx = umap_coordinates(embedding, seed=seed)
             panels[f"{model} · {view}"] = coords
-            labels[f"{model} · {view}"] = cell_type[idx] if cell_type is not None else np.zeros(len(idx), dtype=str)
+            labels[f"{model} · {view}"] = (
+                cell_type[idx] if cell_type is not None else np.zeros(len(idx), dtype=str)
+            )
     return {"umap_grid": plot_umap_grid(panels, labels)} if panels else {}
 
 
@@ -319,14 +370,21 @@ def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
     by_view: dict[str, dict[str, np.ndarray]] = {}
     for model, task_run in runs.items():
         for view, result in task_run.associations.items():
-            by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = result.pvalues
+            by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = (
+                result.pvalues
+            )
     return {f"qq_{view}": qq_plot(pvalues) for view, pvalues in by_view.items()}
 
 
 def run_metadata(
-    args: argparse.Namespace, cohort: Cohort, entries: list[Entry], argv: Sequence[str] | None, *, seed: int,
+    args: argparse.Namespace,
+    cohort: Cohort,
+    entries: list[Entry],
+    argv: Sequence[str] | None,
+    *,
+    seed: int,
     wall_seconds: float,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     truth = cohort.truth
     return {
         "schema_version": 1,
@@ -338,7 +396,10 @@ def run_metadata(
         "wall_seconds": round(wall_seconds, 1),
         "versions": {
             "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("multilivi", "torch", "numpy", "scikit-learn", "glimix-core", "anndata")},
+            **{
+                pkg: version(pkg)
+                for pkg in ("multilivi", "torch", "numpy", "scikit-learn", "glimix-core", "anndata")
+            },
         },
         "dataset": {
             "name": cohort.name,
@@ -351,8 +412,7 @@ def run_metadata(
             "semi_synthetic": "liu2021" in cohort.name and cohort.genotypes is not None,
         },
         "models": {
-            e.name: e.info
-            | {"status": "skipped" if e.skip_reason else "ok", "reason": e.skip_reason}
+            e.name: e.info | {"status": "skipped" if e.skip_reason else "ok", "reason": e.skip_reason}
             for e in entries
         },
     }
@@ -360,7 +420,9 @@ def run_metadata(
 
 def git_sha() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 

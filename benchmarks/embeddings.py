@@ -68,7 +68,9 @@ def parse_embedding_spec(raw: str) -> EmbeddingSpec:
     options: dict[str, str] = {}
     match = re.match(r"^(?P<path>.+?)(?::(?P<opts>[a-z_]+=.*))?$", body)
     if not body or match is None:
-        raise ValueError(f"bad embedding spec {raw!r}; expected emb:PATH[#OBSM_KEY][:donor_factors=PATH,name=NAME]")
+        raise ValueError(
+            f"bad embedding spec {raw!r}; expected emb:PATH[#OBSM_KEY][:donor_factors=PATH,name=NAME]"
+        )
     if match["opts"]:
         for item in match["opts"].split(","):
             key, _, value = item.partition("=")
@@ -96,9 +98,13 @@ def parse_pca_spec(raw: str) -> PCASpec:
     for item in filter(None, opts.split(",")):
         key, _, value = item.partition("=")
         if key != "n_components" or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"bad option {item!r} in {raw!r}; the pca baseline takes n_components=N (N >= 1)")
+            raise ValueError(
+                f"bad option {item!r} in {raw!r}; the pca baseline takes n_components=N (N >= 1)"
+            )
         n_components = int(value)
-    return PCASpec(raw=raw, n_components=n_components, name="pca" if n_components == 20 else f"pca-{n_components}")
+    return PCASpec(
+        raw=raw, n_components=n_components, name="pca" if n_components == 20 else f"pca-{n_components}"
+    )
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -106,10 +112,14 @@ def check_embedding(spec: EmbeddingSpec, cohort: Cohort) -> ModelOutputs:
     """Read and align a precomputed embedding to the cohort's cells (and donors); errors name the fix."""
     matrix, cell_ids = _read_matrix(spec)
     if matrix.ndim != 2 or matrix.shape[0] != len(cell_ids):
-        raise ValueError(f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id ({len(cell_ids)})")
+        raise ValueError(
+            f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id ({len(cell_ids)})"
+        )
     frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), index=pd.Index(cell_ids).astype(str))
     if frame.index.has_duplicates:
-        raise ValueError(f"{spec.path}: duplicated cell ids {few_names(frame.index[frame.index.duplicated()])}")
+        raise ValueError(
+            f"{spec.path}: duplicated cell ids {few_names(frame.index[frame.index.duplicated()])}"
+        )
     missing = cohort.cell_names.difference(frame.index)
     extra = frame.index.difference(cohort.cell_names)
     if len(missing) or len(extra):
@@ -157,7 +167,9 @@ def _read_matrix(spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
     if suffix in TABLE_SUFFIXES:
         table = _read_table(path)
         return table.to_numpy(), table.index.to_numpy()
-    raise ValueError(f"unsupported embedding file {path}; use .h5ad (+#obsm_key), .npy (+ cell ids), .parquet, .csv or .tsv")
+    raise ValueError(
+        f"unsupported embedding file {path}; use .h5ad (+#obsm_key), .npy (+ cell ids), .parquet, .csv or .tsv"
+    )
 
 
 def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
@@ -167,7 +179,9 @@ def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
     table.index = table.index.astype(str)
     missing = cohort.donor_names.difference(table.index)
     if len(missing):
-        raise ValueError(f"{path}: donor factors lack {len(missing)} cohort donors ({few_names(missing)}); give one row per donor")
+        raise ValueError(
+            f"{path}: donor factors lack {len(missing)} cohort donors ({few_names(missing)}); give one row per donor"
+        )
     table = table.loc[cohort.donor_names].astype(np.float64)
     if not np.isfinite(table.to_numpy()).all():
         raise ValueError(f"{path}: donor factors contain NaN or infinite values")

@@ -47,6 +47,7 @@ FIRST_BASELINE_SEED = 100
 REL_TOLERANCE = 0.01
 KEY = ("model", "view", "task", "metric")
 
+
 @dataclass(frozen=True)
 class GatedMetric:
     """What the gate adds to a metric's score rows (which give its direction): range, counts, target.
@@ -108,7 +109,9 @@ class Violation:
         where = f"{self.model}/{self.view}/{self.task}/{self.metric}"
         if math.isnan(self.value):
             return f"{where}: missing from this run (baseline mean {self.baseline:.4g})"
-        side, bound = ("below", self.low) if self.low is not None and self.value < self.low else ("above", self.high)
+        side, bound = (
+            ("below", self.low) if self.low is not None and self.value < self.low else ("above", self.high)
+        )
         return (
             f"{where}: {self.value:.4g} is {side} the gate's bound {bound:.4g} "
             f"(baseline mean {self.baseline:.4g} over {self.n_seeds} seeds)"
@@ -187,17 +190,31 @@ def make_baseline(
         metric = GATED[(key[2], key[3])]
         raw = group.sort_values("seed")["value"].to_numpy(float)
         higher_is_better = bool(group["higher_is_better"].iloc[0])
-        entry: dict[str, Any] = dict(zip(KEY, key)) | {"higher_is_better": higher_is_better, "values": raw.tolist()}
+        entry: dict[str, Any] = dict(zip(KEY, key)) | {
+            "higher_is_better": higher_is_better,
+            "values": raw.tolist(),
+        }
         if key not in complete:
-            entry |= {"gated": False, "reason": f"ok and finite in {int(group['value'].notna().sum())} of {len(runs)} seeds"}
+            entry |= {
+                "gated": False,
+                "reason": f"ok and finite in {int(group['value'].notna().sum())} of {len(runs)} seeds",
+            }
         elif key[1] in dict(metric.ungated_views):
             entry |= {"gated": False, "reason": dict(metric.ungated_views)[key[1]]}
         else:
             low, high = acceptable_range(raw, metric, higher_is_better=higher_is_better, alpha=alpha_each)
             gated = can_fail(low, high, metric)
-            entry |= {"mean": float(raw.mean()), "sd": float(raw.std(ddof=1)), "low": low, "high": high, "gated": gated}
+            entry |= {
+                "mean": float(raw.mean()),
+                "sd": float(raw.std(ddof=1)),
+                "low": low,
+                "high": high,
+                "gated": gated,
+            }
             if not gated:
-                entry["reason"] = f"cannot fail: the bounds ({_shown(low)}, {_shown(high)}) hold every value it can take"
+                entry["reason"] = (
+                    f"cannot fail: the bounds ({_shown(low)}, {_shown(high)}) hold every value it can take"
+                )
         entries.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -288,7 +305,9 @@ def gated_entries(baseline: dict[str, Any], models: Sequence[str]) -> list[dict[
     return [e for e in baseline["entries"] if e["gated"] and e["model"] in models]
 
 
-def check_against(scores: pd.DataFrame, baseline: dict[str, Any], *, models: Sequence[str]) -> list[Violation]:
+def check_against(
+    scores: pd.DataFrame, baseline: dict[str, Any], *, models: Sequence[str]
+) -> list[Violation]:
     """Gated metrics of ``scores`` that are worse than the baseline's bound, or missing."""
     check_models(baseline, models)
     observed = gated_rows(scores).set_index(list(KEY))["value"]
@@ -298,7 +317,9 @@ def check_against(scores: pd.DataFrame, baseline: dict[str, Any], *, models: Seq
         value = float(observed.get(key, np.nan))
         if is_violation(entry, value):
             n = len(entry["values"])
-            violations.append(Violation(*key, entry["mean"], entry["low"], entry["high"], value=value, n_seeds=n))
+            violations.append(
+                Violation(*key, entry["mean"], entry["low"], entry["high"], value=value, n_seeds=n)
+            )
     return violations
 
 
@@ -306,7 +327,9 @@ def is_violation(entry: dict[str, Any], value: float) -> bool:
     """Whether ``value`` is missing or beyond the entry's bounds."""
     if math.isnan(value):
         return True
-    return (entry["low"] is not None and value < entry["low"]) or (entry["high"] is not None and value > entry["high"])
+    return (entry["low"] is not None and value < entry["low"]) or (
+        entry["high"] is not None and value > entry["high"]
+    )
 
 
 def band_used(entry: dict[str, Any], value: float) -> float:

@@ -30,40 +30,73 @@ logger = logging.getLogger("benchmarks.gate_calibration")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gate_calibration", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gate_calibration", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--baseline", type=Path, required=True, help="baseline JSON to check against")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="fresh seeds (default: 0-4)")
-    parser.add_argument("--regression", nargs="*", default=[], metavar="SPEC",
-                        help="changed models named as a baseline model, e.g. livi:n_latent=2,name=livi")  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="fresh seeds (default: 0-4)"
+    )
+    parser.add_argument(
+        "--regression",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="changed models named as a baseline model, e.g. livi:n_latent=2,name=livi",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes (default: 1)")
-    parser.add_argument("--cache", type=Path, default=None, help="model cache folder (default: the compare default)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for checks.csv, summary.json, README.md")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="model cache folder (default: the compare default)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for checks.csv, summary.json, README.md"
+    )
     return parser.parse_args(argv)
 
 
 def compare_args(baseline: dict[str, Any], models: Sequence[str], cache: Path | None) -> argparse.Namespace:
     """The comparison the baseline was built from, for ``models``."""
-    argv = ["--preset", baseline["preset"], "--dataset", baseline["dataset"], "--no-umap", "-q", "--models", *models]
+    argv = [
+        "--preset",
+        baseline["preset"],
+        "--dataset",
+        baseline["dataset"],
+        "--no-umap",
+        "-q",
+        "--models",
+        *models,
+    ]
     return build_parser().parse_args(argv + (["--cache", str(cache)] if cache else []))
 
 
-def check_rows(run: str, seed: int, scores: pd.DataFrame, baseline: dict[str, Any], models: Sequence[str]) -> pd.DataFrame:
+def check_rows(
+    run: str, seed: int, scores: pd.DataFrame, baseline: dict[str, Any], models: Sequence[str]
+) -> pd.DataFrame:
     """One row per gated metric of ``models``: the run's value beside the bound, and whether it fails."""
     observed = gate.gated_rows(scores).set_index(list(gate.KEY))["value"]
     rows = []
     for entry in gate.gated_entries(baseline, models):
         value = float(observed.get(tuple(entry[k] for k in gate.KEY), np.nan))
         rows.append(
-            {"run": run, "seed": seed} | {k: entry[k] for k in gate.KEY}
-            | {"value": value, "baseline_mean": entry["mean"], "low": entry["low"], "high": entry["high"],
-               "band_used": gate.band_used(entry, value), "violated": gate.is_violation(entry, value)}
-        )  # fmt: skip
+            {"run": run, "seed": seed}
+            | {k: entry[k] for k in gate.KEY}
+            | {
+                "value": value,
+                "baseline_mean": entry["mean"],
+                "low": entry["low"],
+                "high": entry["high"],
+                "band_used": gate.band_used(entry, value),
+                "violated": gate.is_violation(entry, value),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     baseline = gate.read_baseline(args.baseline)
     models = baseline["models"]
     for seed in args.seeds:
@@ -105,7 +138,13 @@ def summarise(checks: pd.DataFrame, baseline: dict[str, Any], args: argparse.Nam
 def run_summary(run: str, seed: int, checks: pd.DataFrame) -> dict[str, Any]:
     violated = checks[checks["violated"]]
     names = ["/".join(str(r[k]) for k in gate.KEY) for _, r in violated.iterrows()]
-    return {"run": run, "seed": int(seed), "gated": len(checks), "violations": len(violated), "violated": names}
+    return {
+        "run": run,
+        "seed": int(seed),
+        "gated": len(checks),
+        "violations": len(violated),
+        "violated": names,
+    }
 
 
 def _bound(value: float | None) -> str:
@@ -138,7 +177,11 @@ def render(summary: dict[str, Any], checks: pd.DataFrame) -> str:
             f"| `{run['run']}` | {run['seed']} | {run['gated']} | {run['violations']} | {', '.join(run['violated']) or '—'} |"
         )
     unchanged = checks[checks["run"] == "unchanged"].sort_values("band_used", ascending=False).head(5)
-    lines += ["", "Unchanged runs closest to their bounds (band used: 0 at the baseline mean, 1 at the bound):", ""]
+    lines += [
+        "",
+        "Unchanged runs closest to their bounds (band used: 0 at the baseline mean, 1 at the bound):",
+        "",
+    ]
     lines += [
         f"- {r.model}/{r.view}/{r.task}/{r.metric}, seed {r.seed}: {r.value:.4g} (mean {r.baseline_mean:.4g}, "
         f"bounds {_bound(r.low)} to {_bound(r.high)}, band used {r.band_used:.2f})"

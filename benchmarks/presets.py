@@ -24,21 +24,67 @@ DEFAULT_PRESET = "quick"
 
 # fields shared by every family, then per-family additions (only fields the family's config has)
 _COMMON: dict[str, dict[str, Any]] = {
-    "ci": dict(epochs=150, warmup_epochs=90, lr=1e-2, batch_size=128, encoder_hidden=(64, 32), n_latent=8,
-               n_dxc=8, n_v=2, l1_weight=0.05, a_weight=1.0),
-    "quick": dict(epochs=280, warmup_epochs=120, lr=1e-2, batch_size=256, encoder_hidden=(256, 64), n_latent=10,
-                  n_dxc=24, n_v=3, l1_weight=0.01, a_weight=1.0),
-    "paper": dict(epochs=200, warmup_epochs=90, lr=8e-4, batch_size=1024, encoder_hidden=(5000, 2000, 500, 100),
-                  n_latent=15, n_dxc=100, n_v=5, l1_weight=1e-3, a_weight=1e-3, batch_norm=True),
-}  # fmt: skip
+    "ci": dict(
+        epochs=150,
+        warmup_epochs=90,
+        lr=1e-2,
+        batch_size=128,
+        encoder_hidden=(64, 32),
+        n_latent=8,
+        n_dxc=8,
+        n_v=2,
+        l1_weight=0.05,
+        a_weight=1.0,
+    ),
+    "quick": dict(
+        epochs=280,
+        warmup_epochs=120,
+        lr=1e-2,
+        batch_size=256,
+        encoder_hidden=(256, 64),
+        n_latent=10,
+        n_dxc=24,
+        n_v=3,
+        l1_weight=0.01,
+        a_weight=1.0,
+    ),
+    "paper": dict(
+        epochs=200,
+        warmup_epochs=90,
+        lr=8e-4,
+        batch_size=1024,
+        encoder_hidden=(5000, 2000, 500, 100),
+        n_latent=15,
+        n_dxc=100,
+        n_v=5,
+        l1_weight=1e-3,
+        a_weight=1e-3,
+        batch_norm=True,
+    ),
+}
 _DMLIVI: dict[str, dict[str, Any]] = {
-    "ci": dict(n_rna_specific=3, n_prot_specific=2, prot_shared_hidden=(32, 16), rna_specific_hidden=(32, 16),
-               prot_specific_hidden=(16, 8)),
-    "quick": dict(n_rna_specific=4, n_prot_specific=2, prot_shared_hidden=(64, 32), rna_specific_hidden=(128, 32),
-                  prot_specific_hidden=(32, 16)),
-    "paper": dict(n_rna_specific=5, n_prot_specific=2, prot_shared_hidden=(200, 100),
-                  rna_specific_hidden=(2000, 500, 100), prot_specific_hidden=(100, 50)),
-}  # fmt: skip
+    "ci": dict(
+        n_rna_specific=3,
+        n_prot_specific=2,
+        prot_shared_hidden=(32, 16),
+        rna_specific_hidden=(32, 16),
+        prot_specific_hidden=(16, 8),
+    ),
+    "quick": dict(
+        n_rna_specific=4,
+        n_prot_specific=2,
+        prot_shared_hidden=(64, 32),
+        rna_specific_hidden=(128, 32),
+        prot_specific_hidden=(32, 16),
+    ),
+    "paper": dict(
+        n_rna_specific=5,
+        n_prot_specific=2,
+        prot_shared_hidden=(200, 100),
+        rna_specific_hidden=(2000, 500, 100),
+        prot_specific_hidden=(100, 50),
+    ),
+}
 PRESETS: tuple[str, ...] = tuple(_COMMON)
 
 

@@ -77,11 +77,19 @@ def prepare(specs: list[AnySpec], cohort: Cohort, *, preset: str, seed: int) -> 
     names = [s.name for s in specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ValueError(f"specs {duplicated} appear twice; each model needs its own name (e.g. emb:...:name=NAME)")
+        raise ValueError(
+            f"specs {duplicated} appear twice; each model needs its own name (e.g. emb:...:name=NAME)"
+        )
     entries = []
     for spec in specs:
         if isinstance(spec, EmbeddingSpec):
-            entries.append(Entry(spec, outputs=check_embedding(spec, cohort), info={"family": "emb", "path": str(spec.path)}))
+            entries.append(
+                Entry(
+                    spec,
+                    outputs=check_embedding(spec, cohort),
+                    info={"family": "emb", "path": str(spec.path)},
+                )
+            )
         elif isinstance(spec, PCASpec):
             entries.append(Entry(spec, info={"family": "pca", "n_components": spec.n_components}))
         else:
@@ -90,7 +98,9 @@ def prepare(specs: list[AnySpec], cohort: Cohort, *, preset: str, seed: int) -> 
             needs = model_class(spec.family).modalities
             missing = [m for m in needs if m not in cohort.modalities]
             if missing:
-                entry.skip_reason = f"{spec.family} needs modality {missing[0]!r}, which cohort {cohort.name!r} lacks"
+                entry.skip_reason = (
+                    f"{spec.family} needs modality {missing[0]!r}, which cohort {cohort.name!r} lacks"
+                )
             entries.append(entry)
     return entries
 
@@ -182,7 +192,9 @@ def write_outputs(folder: Path, outputs: ModelOutputs) -> None:
     arrays["timing"] = np.array([outputs.fit_seconds, outputs.seconds_per_epoch])
     atomic_write(folder / "outputs.npz", lambda tmp: np.savez(tmp, **arrays))
     for name, table in outputs.donor_factors.items():
-        atomic_write(folder / f"donor_factors_{name}.csv", lambda tmp, t=table: t.to_csv(tmp, float_format="%.17g"))
+        atomic_write(
+            folder / f"donor_factors_{name}.csv", lambda tmp, t=table: t.to_csv(tmp, float_format="%.17g")
+        )
     if outputs.history is not None:
         history = outputs.history
         atomic_write(folder / HISTORY_FILE, lambda tmp: history.to_csv(tmp, float_format="%.17g"))
@@ -200,7 +212,9 @@ def _read_outputs(folder: Path) -> ModelOutputs:
     for table in factors.values():
         table.index = table.index.astype(str)
         table.index.name = "donor"
-    history = pd.read_csv(folder / HISTORY_FILE, index_col="epoch") if (folder / HISTORY_FILE).exists() else None
+    history = (
+        pd.read_csv(folder / HISTORY_FILE, index_col="epoch") if (folder / HISTORY_FILE).exists() else None
+    )
     return ModelOutputs(views, factors, nll or None, float(fit_seconds), float(per_epoch), history)
 
 

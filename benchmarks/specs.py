@@ -75,13 +75,19 @@ def parse_family_spec(raw: str) -> ModelSpec:
     """Parse ``family[-W][:key=value,...]``; every problem is a ValueError naming the fix."""
     match = _FAMILY_SPEC.match(raw.strip())
     if match is None:
-        raise ValueError(f"cannot parse model spec {raw!r}; expected family[-W][:key=value,...], e.g. 'mslivi-50:n_dxc=20'")
+        raise ValueError(
+            f"cannot parse model spec {raw!r}; expected family[-W][:key=value,...], e.g. 'mslivi-50:n_dxc=20'"
+        )
     family = match["family"]
     if family not in FAMILIES:
-        close = difflib.get_close_matches(raw.split(":")[0], [*FAMILIES, *(f"{f}-50" for f in FAMILIES if f != "livi")], n=1)
+        close = difflib.get_close_matches(
+            raw.split(":")[0], [*FAMILIES, *(f"{f}-50" for f in FAMILIES if f != "livi")], n=1
+        )
         close = close or difflib.get_close_matches(family, FAMILIES, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown model family {family!r} in spec {raw!r}; {hint}known: {', '.join(FAMILIES)}")
+        raise ValueError(
+            f"unknown model family {family!r} in spec {raw!r}; {hint}known: {', '.join(FAMILIES)}"
+        )
     cls = config_class(family)
     weight = None
     if match["weight"] is not None:
@@ -156,7 +162,9 @@ def _coerce(where: str, value: str, annotation: Any) -> Any:
         try:
             return tuple(item(v) for v in value.strip("()").split("/") if v)
         except ValueError:
-            raise ValueError(f"{where} must be {item.__name__}s separated by '/', e.g. 256/128; got {value!r}") from None
+            raise ValueError(
+                f"{where} must be {item.__name__}s separated by '/', e.g. 256/128; got {value!r}"
+            ) from None
     if annotation is bool:
         if value.lower() not in _TRUE | _FALSE:
             raise ValueError(f"{where} must be true or false, got {value!r}")

@@ -11,11 +11,15 @@ import scipy.sparse as sp
 from multilivi.data import Genotypes
 
 
-def make_mdata(n_cells: int = 240, n_genes: int = 40, n_proteins: int | None = 8, n_donors: int = 12, seed: int = 0):
+def make_mdata(
+    n_cells: int = 240, n_genes: int = 40, n_proteins: int | None = 8, n_donors: int = 12, seed: int = 0
+):
     """MuData of Poisson counts with donor, cell_type, cell_subtype and batch annotations."""
     rng = np.random.default_rng(seed)
     cells = [f"cell{i:04d}" for i in range(n_cells)]
-    rna = ad.AnnData(sp.csr_matrix(rng.poisson(3.0, (n_cells, n_genes)).astype(np.float32) + (np.arange(n_genes) == 0)))
+    rna = ad.AnnData(
+        sp.csr_matrix(rng.poisson(3.0, (n_cells, n_genes)).astype(np.float32) + (np.arange(n_genes) == 0))
+    )
     rna.obs_names, rna.var_names = cells, [f"g{j:03d}" for j in range(n_genes)]
     modalities = {"rna": rna}
     if n_proteins:
@@ -26,7 +30,9 @@ def make_mdata(n_cells: int = 240, n_genes: int = 40, n_proteins: int | None = 8
     donor = np.arange(n_cells) % n_donors
     mdata.obs["donor"] = [f"d{d:02d}" for d in donor]
     mdata.obs["cell_type"] = rng.choice(["B", "T", "NK"], n_cells)
-    mdata.obs["cell_subtype"] = [f"{t}{k}" for t, k in zip(mdata.obs["cell_type"], rng.integers(0, 2, n_cells))]
+    mdata.obs["cell_subtype"] = [
+        f"{t}{k}" for t, k in zip(mdata.obs["cell_type"], rng.integers(0, 2, n_cells))
+    ]
     mdata.obs["batch"] = [f"b{d % 2}" for d in donor]
     return mdata
 

@@ -8,8 +8,12 @@ from benchmarks.perf import workloads
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--perf-e2e", action="store_true", default=False,
-                     help="also time the default `python -m benchmarks.compare` end to end (several minutes)")
+    parser.addoption(
+        "--perf-e2e",
+        action="store_true",
+        default=False,
+        help="also time the default `python -m benchmarks.compare` end to end (several minutes)",
+    )
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

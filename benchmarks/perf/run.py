@@ -28,10 +28,21 @@ SECTIONS = ("machine", "association", "training", "end_to_end")
 
 def run_suite(json_path: Path, keyword: str | None, e2e: bool) -> int:
     """Run pytest on this folder. torch's OpenMP threads wait passively: with libgomp's default active
-    spin, 2 threads on a 2-core machine that other processes also use are 10-50x slower (see README)."""
+    spin, 2 threads on a 2-core machine that other processes also use are 10-50x slower (see README).
+    """
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    command = [sys.executable, "-m", "pytest", str(HERE), "--benchmark-only", f"--benchmark-json={json_path}",
-               "-p", "no:cacheprovider", "-q", "-rs"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(HERE),
+        "--benchmark-only",
+        f"--benchmark-json={json_path}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rs",
+    ]
     if keyword:
         command += ["-k", keyword]
     if e2e:
@@ -55,11 +66,16 @@ def _stamp(data: dict) -> str:
 
 def render_machine(data: dict) -> str:
     m = data["machine_info"].get("multilivi", {})
-    rows = [("CPU", f"{m.get('cpu')} ({m.get('cores')} cores)"), ("GPU", m.get("gpu")),
-            ("Python / numpy / torch", f"{m.get('python')} / {m.get('numpy')} / {m.get('torch')}"),
-            ("BLAS (threads)", m.get("blas")), ("torch CPU threads", m.get("torch_threads")),
-            ("OMP_WAIT_POLICY", m.get("omp_wait_policy")),
-            ("glimix-core", m.get("glimix-core")), ("git commit", (data.get("commit_info") or {}).get("id", "?")[:10])]
+    rows = [
+        ("CPU", f"{m.get('cpu')} ({m.get('cores')} cores)"),
+        ("GPU", m.get("gpu")),
+        ("Python / numpy / torch", f"{m.get('python')} / {m.get('numpy')} / {m.get('torch')}"),
+        ("BLAS (threads)", m.get("blas")),
+        ("torch CPU threads", m.get("torch_threads")),
+        ("OMP_WAIT_POLICY", m.get("omp_wait_policy")),
+        ("glimix-core", m.get("glimix-core")),
+        ("git commit", (data.get("commit_info") or {}).get("id", "?")[:10]),
+    ]
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "", _stamp(data)])
 
 
@@ -70,11 +86,16 @@ def render_association(data: dict) -> str | None:
     by_size: dict[tuple[int, int], dict[str, dict]] = {}
     for info in infos:
         by_size.setdefault((info["n_donors"], info["n_variants"]), {})[info["engine"]] = info
-    lines = ["| donors | factors × variants | batched tests/s | glimix loop tests/s (extrapolated) | batched ÷ glimix "
-             "| OLS tests/s | GEMM bound tests/s | batched ÷ GEMM | parity max rel. Δlog10 p (tests) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| donors | factors × variants | batched tests/s | glimix loop tests/s (extrapolated) | batched ÷ glimix "
+        "| OLS tests/s | GEMM bound tests/s | batched ÷ GEMM | parity max rel. Δlog10 p (tests) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for (n, m), engines in sorted(by_size.items()):
-        rate = {e: engines[e]["tests_per_s"] if e in engines else None for e in ("batched", "glimix", "ols", "gemm")}
+        rate = {
+            e: engines[e]["tests_per_s"] if e in engines else None
+            for e in ("batched", "glimix", "ols", "gemm")
+        }
 
         def ratio(a: str, b: str) -> str:
             return f"{rate[a] / rate[b]:.3g}×" if rate[a] and rate[b] else "–"
@@ -83,16 +104,24 @@ def render_association(data: dict) -> str | None:
         parity = f"{anyone['parity_max_rel_dlog10p']:.1e} ({anyone['parity_tests']})"
         gpu = engines.get("gemm-cuda", {}).get("tests_per_s")
         gemm = _si(rate["gemm"]) + (f" (GPU {_si(gpu)})" if gpu else "")
-        lines.append(f"| {n:,} | {anyone['n_factors']} × {m:,} | {_si(rate['batched'])} | {_si(rate['glimix'])} "
-                     f"| {ratio('batched', 'glimix')} | {_si(rate['ols'])} | {gemm} | {ratio('batched', 'gemm')} "
-                     f"| {parity} |")
+        lines.append(
+            f"| {n:,} | {anyone['n_factors']} × {m:,} | {_si(rate['batched'])} | {_si(rate['glimix'])} "
+            f"| {ratio('batched', 'glimix')} | {_si(rate['ols'])} | {gemm} | {ratio('batched', 'gemm')} "
+            f"| {parity} |"
+        )
     glimix = [e["glimix"] for e in by_size.values() if "glimix" in e]
-    notes = [f"{g['n_donors']:,} donors × {g['n_variants']:,} variants: measured on {g['measured_factors']} factors × "
-             f"{g['measured_variants']:,} variants, fast scan {_si(g['measured_tests_per_s'])} tests/s, null fit "
-             f"{g['fit_s_per_factor']:.2f} s per factor, economic_qs {g['qs_s']:.2f} s" for g in glimix]
+    notes = [
+        f"{g['n_donors']:,} donors × {g['n_variants']:,} variants: measured on {g['measured_factors']} factors × "
+        f"{g['measured_variants']:,} variants, fast scan {_si(g['measured_tests_per_s'])} tests/s, null fit "
+        f"{g['fit_s_per_factor']:.2f} s per factor, economic_qs {g['qs_s']:.2f} s"
+        for g in glimix
+    ]
     if notes:
-        lines += ["", "The glimix-core loop is extrapolated linearly (economic_qs once + null fit per factor + fast "
-                  "scan per test) from a subset; " + "; ".join(notes) + "."]
+        lines += [
+            "",
+            "The glimix-core loop is extrapolated linearly (economic_qs once + null fit per factor + fast "
+            "scan per test) from a subset; " + "; ".join(notes) + ".",
+        ]
     return "\n".join([*lines, "", _stamp(data)])
 
 
@@ -100,12 +129,16 @@ def render_training(data: dict) -> str | None:
     infos = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "training"]
     if not infos:
         return None
-    lines = ["| model | preset | device | train cells | parameters | s / epoch | cells/s | minibatch densify share |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | preset | device | train cells | parameters | s / epoch | cells/s | minibatch densify share |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for i in infos:
-        lines.append(f"| {i['family']} | {i['preset']} (batch {i['batch_size']}, encoder {i['encoder_hidden']}) "
-                     f"| {i['device']} | {i['n_train_cells']:,} | {_si(i['n_parameters'])} "
-                     f"| {i['seconds_per_epoch']:.2f} | {_si(i['cells_per_s'])} | {i['batching_share']:.0%} |")
+        lines.append(
+            f"| {i['family']} | {i['preset']} (batch {i['batch_size']}, encoder {i['encoder_hidden']}) "
+            f"| {i['device']} | {i['n_train_cells']:,} | {_si(i['n_parameters'])} "
+            f"| {i['seconds_per_epoch']:.2f} | {_si(i['cells_per_s'])} | {i['batching_share']:.0%} |"
+        )
     if not any(i["device"] == "cuda" for i in infos):
         lines += ["", "No CUDA device was visible: the `cuda` cases were skipped."]
     return "\n".join([*lines, "", _stamp(data)])
@@ -117,14 +150,21 @@ def render_end_to_end(data: dict) -> str | None:
         return None
     i = infos[0]
     fits = ", ".join(f"{k} {v:.0f} s" for k, v in (i.get("fit_seconds") or {}).items() if v is not None)
-    lines = ["| command | wall | CPU (user + sys) | peak RSS | model fits |", "|---|---:|---:|---:|---|",
-             f"| `python {i['command']}` | {i['wall_s']:.0f} s | {i['cpu_s']:.0f} s | {i['peak_rss_mib']:.0f} MiB "
-             f"| {fits} |"]
+    lines = [
+        "| command | wall | CPU (user + sys) | peak RSS | model fits |",
+        "|---|---:|---:|---:|---|",
+        f"| `python {i['command']}` | {i['wall_s']:.0f} s | {i['cpu_s']:.0f} s | {i['peak_rss_mib']:.0f} MiB "
+        f"| {fits} |",
+    ]
     return "\n".join([*lines, "", _stamp(data)])
 
 
-RENDER = {"machine": render_machine, "association": render_association, "training": render_training,
-          "end_to_end": render_end_to_end}
+RENDER = {
+    "machine": render_machine,
+    "association": render_association,
+    "training": render_training,
+    "end_to_end": render_end_to_end,
+}
 
 
 def update_readme(sections: dict[str, str]) -> None:
@@ -138,7 +178,9 @@ def update_readme(sections: dict[str, str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--e2e", action="store_true", help="also time the default compare end to end")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression selecting benchmarks")
     parser.add_argument("--json", type=Path, help="where to keep the pytest-benchmark JSON")

@@ -17,7 +17,13 @@ import pytest
 from benchmarks.perf import workloads as wl
 
 SIZES = [(100, 10_000), (100, 100_000), (1_000, 10_000), (1_000, 100_000)]
-ENGINES = ["glimix", "batched", "ols", "gemm", "gemm-cuda"]  # glimix first: its result is the parity reference
+ENGINES = [
+    "glimix",
+    "batched",
+    "ols",
+    "gemm",
+    "gemm-cuda",
+]  # glimix first: its result is the parity reference
 CASES = [pytest.param(n, m, e, id=f"{n}donors-{m // 1000}kvariants-{e}") for n, m in SIZES for e in ENGINES]
 
 _references: dict[tuple[int, int], wl.GlimixReference] = {}  # (donors, variants) -> glimix-core on the subset
@@ -39,20 +45,32 @@ def test_association_throughput(benchmark, n_donors, n_variants, engine):
     case = wl.association_case(n_donors, n_variants)
     n_tests = case.n_factors * case.n_variants
     info = benchmark.extra_info
-    info.update(kind="association", engine=engine, n_donors=n_donors, n_factors=case.n_factors,
-                n_variants=n_variants, n_tests=n_tests)
+    info.update(
+        kind="association",
+        engine=engine,
+        n_donors=n_donors,
+        n_factors=case.n_factors,
+        n_variants=n_variants,
+        n_tests=n_tests,
+    )
 
     if engine == "glimix":
         subset = wl.GLIMIX_SUBSETS[n_donors]
         reference = benchmark.pedantic(wl.glimix_reference, args=(case, subset), rounds=1, iterations=1)
         _references[(n_donors, n_variants)] = reference
         seconds = reference.seconds(case.n_factors, n_variants)
-        info.update(measured_factors=reference.n_factors, measured_variants=reference.n_variants,
-                    measured_tests_per_s=1.0 / reference.scan_s_per_test, qs_s=reference.qs_s,
-                    fit_s_per_factor=reference.fit_s_per_factor, extrapolated=True)
+        info.update(
+            measured_factors=reference.n_factors,
+            measured_variants=reference.n_variants,
+            measured_tests_per_s=1.0 / reference.scan_s_per_test,
+            qs_s=reference.qs_s,
+            fit_s_per_factor=reference.fit_s_per_factor,
+            extrapolated=True,
+        )
     elif engine in ("batched", "ols"):
-        result = benchmark.pedantic(case.scan, args=(engine,), rounds=_rounds(n_donors, n_variants),
-                                    iterations=1)
+        result = benchmark.pedantic(
+            case.scan, args=(engine,), rounds=_rounds(n_donors, n_variants), iterations=1
+        )
         assert np.isfinite(np.asarray(result.pvalues)).all()
         seconds = benchmark.stats.stats.min
     else:
@@ -79,6 +97,9 @@ def test_association_throughput(benchmark, n_donors, n_variants, engine):
     info.update(seconds=seconds, tests_per_s=n_tests / seconds)
 
     check = wl.parity(case, _reference(case))
-    info.update(parity_tests=check.n_tests, parity_max_rel_dlog10p=check.max_rel_dlog10p,
-                parity_max_abs_ddelta=check.max_abs_ddelta)
+    info.update(
+        parity_tests=check.n_tests,
+        parity_max_rel_dlog10p=check.max_rel_dlog10p,
+        parity_max_abs_ddelta=check.max_abs_ddelta,
+    )
     assert check.ok, f"batched p-values differ from glimix-core's: {check}"

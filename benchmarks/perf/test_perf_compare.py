@@ -34,7 +34,9 @@ def test_compare_end_to_end(benchmark, perf_e2e, tmp_path):
     assert done.returncode == 0, f"compare failed ({done.returncode}):\n{done.stderr[-4000:]}"
     results = json.loads((out / "results.json").read_text())
     benchmark.extra_info.update(
-        kind="end_to_end", command=" ".join(command[1:]), wall_s=wall,
+        kind="end_to_end",
+        command=" ".join(command[1:]),
+        wall_s=wall,
         peak_rss_mib=after.ru_maxrss / 1024,  # Linux reports KiB
         cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         run_wall_s=results.get("wall_seconds"),

@@ -32,12 +32,14 @@ CASES = [pytest.param(f, p, d, id=f"{f}-{p}-{d}") for d in DEVICES for p in PRES
 @functools.lru_cache(maxsize=1)
 def default_cohort():
     """The harness's default dataset and its training cells; torch is warmed up on a tiny fit first,
-    so the first timed model does not pay for one-off initialisation."""
+    so the first timed model does not pay for one-off initialisation.
+    """
     cohort = simulate(seed=0)
     train_idx, _ = split_cells(cohort, frac=0.1, seed=0)
     for family in FAMILIES:
-        warm = dataclasses.replace(preset_config(family, "ci"), epochs=2, warmup_epochs=1, device="cpu",
-                                   progress=False)
+        warm = dataclasses.replace(
+            preset_config(family, "ci"), epochs=2, warmup_epochs=1, device="cpu", progress=False
+        )
         model_class(family)(warm).fit(cohort, train_idx[:512])
     return cohort, train_idx
 
@@ -58,8 +60,9 @@ def test_training_throughput(benchmark, family, preset, device):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to torch")
     cohort, train_idx = default_cohort()
-    config = dataclasses.replace(preset_config(family, preset), epochs=EPOCHS, warmup_epochs=1, device=device,
-                                 progress=False)
+    config = dataclasses.replace(
+        preset_config(family, preset), epochs=EPOCHS, warmup_epochs=1, device=device, progress=False
+    )
     model_type = model_class(family)
 
     def fit():
@@ -73,11 +76,20 @@ def test_training_throughput(benchmark, family, preset, device):
     cells_per_s = n_train * EPOCHS / model.fit_seconds_
     load_s = batching_seconds(cohort, train_idx, model.modalities, config.batch_size, torch.device(device))
     benchmark.extra_info.update(
-        kind="training", family=family, preset=preset, device=device, n_train_cells=n_train, epochs=EPOCHS,
-        batch_size=config.batch_size, encoder_hidden=list(config.encoder_hidden),
+        kind="training",
+        family=family,
+        preset=preset,
+        device=device,
+        n_train_cells=n_train,
+        epochs=EPOCHS,
+        batch_size=config.batch_size,
+        encoder_hidden=list(config.encoder_hidden),
         n_parameters=sum(p.numel() for p in model.module_.parameters()),
-        fit_seconds=model.fit_seconds_, seconds_per_epoch=model.fit_seconds_ / EPOCHS,
-        cells_per_s=cells_per_s, batching_s_per_epoch=load_s,
-        batching_share=load_s / (model.fit_seconds_ / EPOCHS), torch_threads=torch.get_num_threads(),
+        fit_seconds=model.fit_seconds_,
+        seconds_per_epoch=model.fit_seconds_ / EPOCHS,
+        cells_per_s=cells_per_s,
+        batching_s_per_epoch=load_s,
+        batching_share=load_s / (model.fit_seconds_ / EPOCHS),
+        torch_threads=torch.get_num_threads(),
     )
     assert len(model.history_) == EPOCHS and np.isfinite(model.history_[-1]["loss"])

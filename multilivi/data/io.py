@@ -59,13 +59,17 @@ def read_plink(prefix: str | Path) -> Genotypes:
     paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"PLINK files missing: {missing}; genotypes need the .bed, .bim and .fam trio")
+        raise FileNotFoundError(
+            f"PLINK files missing: {missing}; genotypes need the .bed, .bim and .fam trio"
+        )
     n_donors = _count_lines(paths["fam"])
     n_variants = _count_lines(paths["bim"])
     with open(paths["bed"], "rb") as f:
         magic = f.read(3)
     if magic != b"\x6c\x1b\x01":
-        raise ValueError(f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink --make-bed")
+        raise ValueError(
+            f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink --make-bed"
+        )
     expected = 3 + n_variants * ((n_donors + 3) // 4)
     actual = paths["bed"].stat().st_size
     if actual != expected:

@@ -56,7 +56,9 @@ logger = logging.getLogger(__name__)
 
 _BASES = np.array(["A", "C", "G", "T"])
 _MAX_REDRAWS = 100  # rounds of redrawing variants below the cohort MAF threshold
-_MIN_EXPECTED_FEATURE_COUNT = 50.0  # expected total counts of the rarest feature; P(all zero) is then negligible
+_MIN_EXPECTED_FEATURE_COUNT = (
+    50.0  # expected total counts of the rarest feature; P(all zero) is then negligible
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +71,9 @@ class SimulationConfig:
     cells_per_donor_sd: float = 0.25  # sd of log cells-per-donor
     min_cells_per_donor: int = 20  # floor on cells per donor
     n_batches: int = 4  # donors are nested in batches
-    composition_concentration: float = 30.0  # Dirichlet concentration of per-donor cell-type/subtype proportions
+    composition_concentration: float = (
+        30.0  # Dirichlet concentration of per-donor cell-type/subtype proportions
+    )
 
     # --- genotypes
     n_variants: int = 1000  # number of variants
@@ -88,7 +92,9 @@ class SimulationConfig:
     state_dominance: float = 3.0  # logit of a cell type's dominant state over the others
     subtype_shift: float = 2.5  # logit added to a subtype's secondary state
     cell_state_noise: float = 0.6  # sd of cell-level logistic-normal noise on state logits
-    twin_share_protein_only: float = 0.75  # mean share of the dominant state moved to its twin in protein-only subtypes
+    twin_share_protein_only: float = (
+        0.75  # mean share of the dominant state moved to its twin in protein-only subtypes
+    )
     twin_share_other: float = 0.1  # the same share in all other cells
     twin_concentration: float = 10.0  # Beta concentration of the twin share
 
@@ -110,7 +116,9 @@ class SimulationConfig:
     # --- donor x cell-state (D x C) programs
     n_dxc: int = 10  # number of D x C programs
     causal_per_factor: int = 1  # causal variants per genetic factor (D x C or persistent)
-    dxc_variance_explained: float = 0.4  # share of a D x C factor's donor variance explained by its causal variants
+    dxc_variance_explained: float = (
+        0.4  # share of a D x C factor's donor variance explained by its causal variants
+    )
     dxc_genes_per_program: int = 25  # genes in each D x C program
     dxc_effect_scale: float = 0.5  # logit effect on a program gene per unit donor factor in a pure cell state
     dxc_proteins_per_program: int = 1  # proteins touched by each D x C program (0: RNA only)
@@ -127,7 +135,9 @@ class SimulationConfig:
     protein_baseline_sd: float = 0.5  # sd of per-protein baseline logits
     protein_markers_per_state: int = 2  # proteins that mark each visible state (and each twin)
     protein_marker_effect: float = 2.0  # mean logit of a state marker protein
-    protein_only_marker_effect: float = 3.0  # mean logit of a twin state's extra markers (protein-only subtypes)
+    protein_only_marker_effect: float = (
+        3.0  # mean logit of a twin state's extra markers (protein-only subtypes)
+    )
     n_protein_latent: int = 2  # dimensions of the per-cell protein-only latent
     protein_latent_scale: float = 0.5  # sd of protein-only latent loadings
     protein_latent_density: float = 0.3  # fraction of non-zero protein-only latent loadings
@@ -179,13 +189,32 @@ class SimulationConfig:
 
 
 def _validate(cfg: SimulationConfig) -> None:
-    positive = ("n_donors", "n_batches", "n_variants", "n_populations", "n_cell_types", "n_subtypes",
-                "n_states", "n_genes", "n_proteins", "causal_per_factor", "min_cells_per_donor")  # fmt: skip
+    positive = (
+        "n_donors",
+        "n_batches",
+        "n_variants",
+        "n_populations",
+        "n_cell_types",
+        "n_subtypes",
+        "n_states",
+        "n_genes",
+        "n_proteins",
+        "causal_per_factor",
+        "min_cells_per_donor",
+    )
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"SimulationConfig.{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("n_dxc", "n_persistent", "n_persistent_causal", "n_related_pairs", "n_protein_only_subtypes",
-                 "n_protein_latent", "dxc_proteins_per_program", "protein_markers_per_state"):  # fmt: skip
+    for name in (
+        "n_dxc",
+        "n_persistent",
+        "n_persistent_causal",
+        "n_related_pairs",
+        "n_protein_only_subtypes",
+        "n_protein_latent",
+        "dxc_proteins_per_program",
+        "protein_markers_per_state",
+    ):
         if getattr(cfg, name) < 0:
             raise ValueError(f"SimulationConfig.{name} must be >= 0, got {getattr(cfg, name)}")
     for name in ("dxc_variance_explained", "persistent_variance_explained", "missing_rate"):
@@ -210,17 +239,23 @@ def _validate(cfg: SimulationConfig) -> None:
             "at most one protein-only subtype per cell type"
         )
     if cfg.n_protein_only_subtypes and cfg.n_subtypes < 2:
-        raise ValueError("protein-only subtypes need n_subtypes >= 2 (a base subtype to differ from); "
-                         "raise n_subtypes or set n_protein_only_subtypes=0")  # fmt: skip
+        raise ValueError(
+            "protein-only subtypes need n_subtypes >= 2 (a base subtype to differ from); "
+            "raise n_subtypes or set n_protein_only_subtypes=0"
+        )
     if cfg.n_persistent_causal > cfg.n_persistent:
-        raise ValueError(f"n_persistent_causal={cfg.n_persistent_causal} exceeds n_persistent={cfg.n_persistent}")
+        raise ValueError(
+            f"n_persistent_causal={cfg.n_persistent_causal} exceeds n_persistent={cfg.n_persistent}"
+        )
     if cfg.n_causal > cfg.n_variants // 2:
         raise ValueError(
             f"{cfg.n_causal} causal variants need at least {2 * cfg.n_causal} variants (half of them null); "
             f"raise n_variants (now {cfg.n_variants}) or lower n_dxc / n_persistent_causal / causal_per_factor"
         )
     if 2 * cfg.n_related_pairs > cfg.n_donors:
-        raise ValueError(f"{cfg.n_related_pairs} related pairs need at least {2 * cfg.n_related_pairs} donors")
+        raise ValueError(
+            f"{cfg.n_related_pairs} related pairs need at least {2 * cfg.n_related_pairs} donors"
+        )
     if cfg.dxc_genes_per_program > cfg.n_genes or cfg.persistent_genes_per_factor > cfg.n_genes:
         raise ValueError("dxc_genes_per_program and persistent_genes_per_factor must not exceed n_genes")
     if cfg.dxc_proteins_per_program > cfg.n_proteins:
@@ -285,7 +320,9 @@ def simulate_genotypes(
     if not 0.0 < maf_min < 0.5:
         raise ValueError(f"maf_min must lie in (0, 0.5), got {maf_min}")
     if 2 * n_related_pairs > n:
-        raise ValueError(f"{n_related_pairs} related pairs need at least {2 * n_related_pairs} donors, got {n}")
+        raise ValueError(
+            f"{n_related_pairs} related pairs need at least {2 * n_related_pairs} donors, got {n}"
+        )
 
     proportions = 1.0 / np.arange(1, n_populations + 1)
     population = rng.choice(n_populations, size=n, p=proportions / proportions.sum())  # (n_donors,)
@@ -312,8 +349,14 @@ def _rare_loci(dosage: np.ndarray, maf_min: float) -> np.ndarray:
     return np.flatnonzero(np.minimum(freq, 1.0 - freq) < maf_min)
 
 
-def _draw_loci(rng: np.random.Generator, n_loci: int, population: np.ndarray, pairs: list[tuple[int, int]],
-               fst: float, maf_min: float) -> np.ndarray:  # fmt: skip
+def _draw_loci(
+    rng: np.random.Generator,
+    n_loci: int,
+    population: np.ndarray,
+    pairs: list[tuple[int, int]],
+    fst: float,
+    maf_min: float,
+) -> np.ndarray:
     """Dosages of shape (n_donors, n_loci) of independent loci (Balding-Nichols, then related pairs)."""
     n = population.size
     maf = rng.uniform(maf_min, 0.5, n_loci)
@@ -365,13 +408,15 @@ def _variant_table(rng: np.random.Generator, n_variants: int) -> pd.DataFrame:
         pos[idx] = np.sort(rng.choice(np.arange(10_000, 50_000_000, 1000), idx.size, replace=False))
     alleles = np.array([rng.choice(_BASES, 2, replace=False) for _ in range(n_variants)])
     width = max(4, len(str(n_variants - 1)))
-    return pd.DataFrame({
-        "id": [f"v{j:0{width}d}" for j in range(n_variants)],
-        "chrom": chrom.astype(str),
-        "pos": pos,
-        "a1": alleles[:, 0],
-        "a2": alleles[:, 1],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": [f"v{j:0{width}d}" for j in range(n_variants)],
+            "chrom": chrom.astype(str),
+            "pos": pos,
+            "a1": alleles[:, 0],
+            "a2": alleles[:, 1],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------ simulate
@@ -398,9 +443,15 @@ def simulate(config: SimulationConfig | None = None, *, seed: int = 0, **overrid
 
     donors = pd.Index(_names("d", cfg.n_donors, 3), name="donor")
     genotypes = simulate_genotypes(
-        donors, n_variants=cfg.n_variants, seed=rng_geno, n_populations=cfg.n_populations, fst=cfg.fst,
-        n_related_pairs=cfg.n_related_pairs, missing_rate=0.0, maf_min=cfg.maf_min,
-    )  # fmt: skip
+        donors,
+        n_variants=cfg.n_variants,
+        seed=rng_geno,
+        n_populations=cfg.n_populations,
+        fst=cfg.fst,
+        n_related_pairs=cfg.n_related_pairs,
+        missing_rate=0.0,
+        maf_min=cfg.maf_min,
+    )
     true_dosage = genotypes.dosage  # complete calls generate phenotypes; missingness is applied afterwards
     factors = _donor_factors(cfg, rng_geno, true_dosage, genotypes.variant_ids)
     observed = true_dosage.copy()
@@ -429,9 +480,14 @@ def simulate(config: SimulationConfig | None = None, *, seed: int = 0, **overrid
     logger.info(
         "simulated %d cells x %d genes x %d proteins, %d donors, %d variants in %.2f s; share of RNA logit "
         "variance: %s",
-        cohort.n_cells, cfg.n_genes, cfg.n_proteins, cfg.n_donors, cfg.n_variants, time.perf_counter() - start,
+        cohort.n_cells,
+        cfg.n_genes,
+        cfg.n_proteins,
+        cfg.n_donors,
+        cfg.n_variants,
+        time.perf_counter() - start,
         ", ".join(f"{k} {v.var(axis=0).sum() / total:.3f}" for k, v in rna_terms.items()),
-    )  # fmt: skip
+    )
     return cohort
 
 
@@ -463,8 +519,9 @@ class _Factors:
     null_variants: pd.Index
 
 
-def _donor_factors(cfg: SimulationConfig, rng: np.random.Generator, dosage: np.ndarray, variant_ids: pd.Index
-                   ) -> _Factors:  # fmt: skip
+def _donor_factors(
+    cfg: SimulationConfig, rng: np.random.Generator, dosage: np.ndarray, variant_ids: pd.Index
+) -> _Factors:
     """Draw causal variants and donor factors = centred causal dosage x effect + donor noise (unit variance)."""
     freq = dosage.mean(axis=0) / 2.0
     maf = np.minimum(freq, 1.0 - freq)
@@ -550,7 +607,9 @@ class _Cells:
 def _cells(cfg: SimulationConfig, rng: np.random.Generator) -> _Cells:
     """Cells per donor, their (sub)types from per-donor Dirichlet proportions, and their cell states."""
     mu = np.log(cfg.mean_cells_per_donor) - cfg.cells_per_donor_sd**2 / 2
-    n_per_donor = np.maximum(cfg.min_cells_per_donor, np.round(rng.lognormal(mu, cfg.cells_per_donor_sd, cfg.n_donors)))
+    n_per_donor = np.maximum(
+        cfg.min_cells_per_donor, np.round(rng.lognormal(mu, cfg.cells_per_donor_sd, cfg.n_donors))
+    )
     donor = np.repeat(np.arange(cfg.n_donors), n_per_donor.astype(np.int64))
     batch_of_donor = rng.permutation(np.arange(cfg.n_donors) % cfg.n_batches)
 
@@ -636,8 +695,9 @@ def _signed_magnitudes(rng: np.random.Generator, n: int, scale: float) -> np.nda
     return rng.choice([-1.0, 1.0], n) * scale * rng.lognormal(0.0, 0.3, n)
 
 
-def _rna_counts(cfg: SimulationConfig, rng: np.random.Generator, logits: np.ndarray, theta: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _rna_counts(
+    cfg: SimulationConfig, rng: np.random.Generator, logits: np.ndarray, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """NB counts with mean library x softmax(logits); returns (counts, mean), both (n_cells, n_genes)."""
     mu = np.log(cfg.rna_library_median)
     library = np.maximum(rng.lognormal(mu, cfg.rna_library_sd, logits.shape[0]), cfg.rna_library_min)
@@ -672,8 +732,9 @@ def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _St
     for slot, s in enumerate(owners):
         markers_of[int(s)].append(int(order[slot % p]))
     for s in st.visible:
-        w_state[s, markers_of[int(s)]] += rng.normal(cfg.protein_marker_effect, 0.2 * cfg.protein_marker_effect,
-                                                     len(markers_of[int(s)]))  # fmt: skip
+        w_state[s, markers_of[int(s)]] += rng.normal(
+            cfg.protein_marker_effect, 0.2 * cfg.protein_marker_effect, len(markers_of[int(s)])
+        )
     for t, twin in enumerate(st.twin):
         w_state[twin] = w_state[st.dominant[t]]
         w_state[twin, markers_of[int(twin)]] += rng.normal(
@@ -693,12 +754,27 @@ def _protein_parameters(cfg: SimulationConfig, rng: np.random.Generator, st: _St
     theta = np.exp(rng.normal(np.log(cfg.protein_theta_median), 0.3, p))
     protein_only = np.zeros(p, dtype=bool)
     protein_only[[m for twin in st.twin for m in markers_of[int(twin)]]] = True
-    return _ProteinParameters(w_state, w_latent, w_dxc, batch_shift, staining_level, staining_shift, ambient,
-                              batch_background, theta, protein_only)  # fmt: skip
+    return _ProteinParameters(
+        w_state,
+        w_latent,
+        w_dxc,
+        batch_shift,
+        staining_level,
+        staining_shift,
+        ambient,
+        batch_background,
+        theta,
+        protein_only,
+    )
 
 
-def _protein_counts(cfg: SimulationConfig, rng: np.random.Generator, cells: _Cells, interaction: np.ndarray,
-                    prot: _ProteinParameters) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _protein_counts(
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    cells: _Cells,
+    interaction: np.ndarray,
+    prot: _ProteinParameters,
+) -> tuple[np.ndarray, np.ndarray]:
     """Foreground NB + ambient Poisson background; returns (counts, mean), both (n_cells, n_proteins)."""
     logits = (
         cells.state @ prot.w_state
@@ -712,8 +788,10 @@ def _protein_counts(cfg: SimulationConfig, rng: np.random.Generator, cells: _Cel
         rng.lognormal(np.log(cfg.protein_library_median), cfg.protein_library_sd, n), cfg.protein_library_min
     ) * np.exp(prot.staining_level[cells.donor])
     foreground = library[:, None] * _softmax(logits)
-    level = cfg.background_mean * prot.batch_background[cells.batch] * rng.lognormal(
-        -cfg.background_sd**2 / 2, cfg.background_sd, n
+    level = (
+        cfg.background_mean
+        * prot.batch_background[cells.batch]
+        * rng.lognormal(-(cfg.background_sd**2) / 2, cfg.background_sd, n)
     )
     background = level[:, None] * prot.ambient[None, :]
     counts = _negative_binomial(rng, foreground, prot.theta) + rng.poisson(background)
@@ -742,9 +820,18 @@ def _check_expected_counts(rna_mean: np.ndarray, prot_mean: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------------------- assemble
-def _assemble(cfg: SimulationConfig, donors: pd.Index, cells: _Cells, st: _States, factors: _Factors,
-              genotypes: Genotypes, rna: _RnaParameters, prot: _ProteinParameters, rna_counts: np.ndarray,
-              prot_counts: np.ndarray) -> Cohort:  # fmt: skip
+def _assemble(
+    cfg: SimulationConfig,
+    donors: pd.Index,
+    cells: _Cells,
+    st: _States,
+    factors: _Factors,
+    genotypes: Genotypes,
+    rna: _RnaParameters,
+    prot: _ProteinParameters,
+    rna_counts: np.ndarray,
+    prot_counts: np.ndarray,
+) -> Cohort:
     n_cells = cells.donor.size
     cell_names = pd.Index(_names("cell", n_cells, 5), name="cell")
     type_names = np.array(_names("ct", cfg.n_cell_types, 1))
@@ -760,12 +847,15 @@ def _assemble(cfg: SimulationConfig, donors: pd.Index, cells: _Cells, st: _State
     )
     genes = pd.Index(_names("g", cfg.n_genes, 4), name="gene")
     proteins = pd.Index(_names("p", cfg.n_proteins, 2), name="protein")
-    rna_ad = ad.AnnData(sp.csr_matrix(rna_counts.astype(np.float32)), obs=obs.copy(), var=pd.DataFrame(index=genes))
+    rna_ad = ad.AnnData(
+        sp.csr_matrix(rna_counts.astype(np.float32)), obs=obs.copy(), var=pd.DataFrame(index=genes)
+    )
     rna_ad.varm["true_W_C"] = rna.w_state.T
     rna_ad.varm["true_W_DxC"] = rna.w_dxc.T
     rna_ad.varm["true_W_V"] = rna.w_persistent.T
-    prot_ad = ad.AnnData(sp.csr_matrix(prot_counts.astype(np.float32)), obs=obs.copy(),
-                         var=pd.DataFrame(index=proteins))  # fmt: skip
+    prot_ad = ad.AnnData(
+        sp.csr_matrix(prot_counts.astype(np.float32)), obs=obs.copy(), var=pd.DataFrame(index=proteins)
+    )
     prot_ad.var["protein_only_marker"] = prot.protein_only
     prot_ad.varm["true_W_C"] = prot.w_state.T
     prot_ad.varm["true_W_DxC"] = prot.w_dxc.T
@@ -782,4 +872,6 @@ def _assemble(cfg: SimulationConfig, donors: pd.Index, cells: _Cells, st: _State
         null_variants=factors.null_variants,
         program_states=factors.program_states,
     )
-    return Cohort(mdata, genotypes=genotypes, truth=truth, min_cells_per_donor=cfg.min_cells_per_donor, name="sim")
+    return Cohort(
+        mdata, genotypes=genotypes, truth=truth, min_cells_per_donor=cfg.min_cells_per_donor, name="sim"
+    )

@@ -33,7 +33,11 @@ def split_cells(cohort: Cohort, frac: float = 0.1, seed: int = 0) -> tuple[np.nd
         raise ValueError(f"frac must lie in (0, 1), got {frac}")
     rng = np.random.default_rng(seed)
     cell_type = cohort.labels("cell_type")
-    strata = np.zeros(cohort.n_cells, dtype=np.int64) if cell_type is None else np.unique(cell_type, return_inverse=True)[1]
+    strata = (
+        np.zeros(cohort.n_cells, dtype=np.int64)
+        if cell_type is None
+        else np.unique(cell_type, return_inverse=True)[1]
+    )
     heldout = np.zeros(cohort.n_cells, dtype=bool)
     for donor in range(cohort.n_donors):
         cells = np.flatnonzero(cohort.donor_index == donor)
@@ -43,6 +47,8 @@ def split_cells(cohort: Cohort, frac: float = 0.1, seed: int = 0) -> tuple[np.nd
         if n_heldout <= 0:
             continue
         ordered = cells[np.lexsort((rng.random(len(cells)), strata[cells]))]
-        positions = np.floor(rng.random() * len(cells) / n_heldout + np.arange(n_heldout) * len(cells) / n_heldout)
+        positions = np.floor(
+            rng.random() * len(cells) / n_heldout + np.arange(n_heldout) * len(cells) / n_heldout
+        )
         heldout[ordered[positions.astype(np.int64)]] = True
     return np.flatnonzero(~heldout), np.flatnonzero(heldout)

@@ -69,7 +69,11 @@ class Truth:
                     f["persistent_factors"], index=donors, columns=f["persistent_factor_names"]
                 ),
                 causal=pd.DataFrame(
-                    {"variant": f["causal_variant"], "factor": f["causal_factor"], "effect": f["causal_effect"]}
+                    {
+                        "variant": f["causal_variant"],
+                        "factor": f["causal_factor"],
+                        "effect": f["causal_effect"],
+                    }
                 ),
                 null_variants=pd.Index(f["null_variants"], name="variant"),
                 program_states=f["program_states"],

@@ -153,8 +153,13 @@ class AssociationResult:
     def summary(self, fdr: float = 0.05) -> list[MetricResult]:
         """Numbers of significant pairs and variants at ``fdr``, and genomic-control lambda."""
         hits = self.hits(fdr)
-        details = {"fdr": fdr, "n_tests": self.n_tests, "engine": self.engine, "reml": self.reml,
-                   "untested_factors": list(self.untested_factors)}
+        details = {
+            "fdr": fdr,
+            "n_tests": self.n_tests,
+            "engine": self.engine,
+            "reml": self.reml,
+            "untested_factors": list(self.untested_factors),
+        }
         return [
             MetricResult("n_significant_pairs", float(len(hits)), True, details),
             MetricResult("n_significant_variants", float(hits["variant"].nunique()), True, details),
@@ -298,7 +303,7 @@ class _Likelihood:
     def maximise(self, lowest: float) -> NDArray:
         """``delta`` in ``[lowest, 1]`` maximising the likelihood, per factor."""
         n_factors = self.y2.shape[0]
-        deltas = np.concatenate([[lowest], DELTA_GRID[DELTA_GRID > lowest]])
+        deltas = np.concatenate([[lowest], DELTA_GRID[lowest < DELTA_GRID]])
         grid = np.array([self.lml(np.full(n_factors, d)) for d in deltas])  # (grid, factors)
         best = np.nanargmax(grid, axis=0)
         lo = deltas[np.maximum(best - 1, 0)]
@@ -460,8 +465,11 @@ def lmm_scan(
     tested = (residual**2).sum(axis=0) > 1e-20 * (y**2).sum(axis=0)
     untested = tuple(str(c) for c in y_frame.columns[~tested])
     if untested:
-        logger.warning("not testing %d factors that are constant given the covariates: %s", len(untested),
-                       ", ".join(untested[:5]))
+        logger.warning(
+            "not testing %d factors that are constant given the covariates: %s",
+            len(untested),
+            ", ".join(untested[:5]),
+        )
     pvalues, beta, se = _allocate((n_factors, n_variants), pvalues_path)
 
     def scan_chunk(start: int) -> int:
@@ -553,8 +561,12 @@ class _GlimixEngine:
             except ValueError as error:
                 # Below delta = 1.5e-8 glimix-core drops the noise term, so with a kinship null
                 # space (K 1 = 0) its REML determinant turns non-positive; keep it above that.
-                logger.warning("glimix-core fit of factor %d failed (%s); refitting with delta >= %g",
-                               f, error, GLIMIX_MIN_DELTA)
+                logger.warning(
+                    "glimix-core fit of factor %d failed (%s); refitting with delta >= %g",
+                    f,
+                    error,
+                    GLIMIX_MIN_DELTA,
+                )
                 lmm = LMM(column, x, qs, restricted=reml)
                 lmm._logistic.bounds = (float(special.logit(GLIMIX_MIN_DELTA)), lmm._logistic.bounds[1])
                 lmm.fit(verbose=False)

@@ -100,12 +100,18 @@ def plot_umap_grid(
     n_cols = min(n_cols, len(names))
     fig = Figure(figsize=(3.2 * n_cols, 3.2 * n_rows))  # outside pyplot: not retained after use
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax, name, lab in zip(axes.flat, names, per_panel):
         coords = np.asarray(panels[name])
-        ax.scatter(coords[:, 0], coords[:, 1], s=point_size, c=[colours[x] for x in lab], linewidths=0,
-                   rasterized=True)
+        ax.scatter(
+            coords[:, 0],
+            coords[:, 1],
+            s=point_size,
+            c=[colours[x] for x in lab],
+            linewidths=0,
+            rasterized=True,
+        )
         ax.set_title(name, fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])

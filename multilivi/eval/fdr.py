@@ -124,8 +124,11 @@ def qq_plot(pvalues: Mapping[str, NDArray[np.floating]], *, max_points: int = 20
         if p.size == 0:
             continue
         expected = (np.arange(1, p.size + 1) - 0.5) / p.size
-        keep = np.unique(np.concatenate([np.arange(min(p.size, max_points)),
-                                         np.linspace(0, p.size - 1, max_points).astype(int)]))
+        keep = np.unique(
+            np.concatenate(
+                [np.arange(min(p.size, max_points)), np.linspace(0, p.size - 1, max_points).astype(int)]
+            )
+        )
         x, y = -np.log10(expected[keep]), -np.log10(np.maximum(p[keep], np.finfo(float).tiny))
         ax.scatter(x, y, s=4, label=f"{name} (λ={genomic_control_lambda(p):.3f})")
         top = max(top, x.max())

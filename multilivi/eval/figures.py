@@ -72,13 +72,26 @@ def _palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return {m: (0.25, 0.25, 0.25) if m == BASELINE_MODEL else colours[i % 10] for i, m in enumerate(models)}
 
 
-def _unit_bars(ax: Axes, pairs: list[tuple[str, str]], colours: dict[str, tuple[float, float, float]],
-               heights: np.ndarray, title: str, sds: np.ndarray | None = None) -> None:
+def _unit_bars(
+    ax: Axes,
+    pairs: list[tuple[str, str]],
+    colours: dict[str, tuple[float, float, float]],
+    heights: np.ndarray,
+    title: str,
+    sds: np.ndarray | None = None,
+) -> None:
     """One bar per (model, view) on a [0, 1] axis; NaN heights are drawn as empty bars."""
     x = np.arange(len(pairs))
     yerr = None if sds is None else np.where(np.isnan(sds), 0.0, sds)
-    ax.bar(x, np.nan_to_num(heights), yerr=yerr, capsize=3,
-           color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5)
+    ax.bar(
+        x,
+        np.nan_to_num(heights),
+        yerr=yerr,
+        capsize=3,
+        color=[colours[m] for m, _ in pairs],
+        edgecolor="black",
+        linewidth=0.5,
+    )
     ax.set_xticks(x, [row_label(*p) for p in pairs], rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0.0, 1.05)
     ax.set_title(title, fontsize=10)
@@ -98,7 +111,9 @@ def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
         return None
     table = table.reindex([m for m in model_order(scores) if m in table.index])
     rna = table["nll_per_cell_rna"]
-    prot = table["nll_per_cell_prot"] if "nll_per_cell_prot" in table.columns else pd.Series(np.nan, rna.index)
+    prot = (
+        table["nll_per_cell_prot"] if "nll_per_cell_prot" in table.columns else pd.Series(np.nan, rna.index)
+    )
     colours = _palette(list(table.index))
 
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
@@ -109,13 +124,35 @@ def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
         ax.annotate(model, (rna[model], prot[model]), xytext=(5, 5), textcoords="offset points", fontsize=9)
     rna_only = table.index[rna.notna() & prot.isna()]
     for i, model in enumerate(rna_only):
-        ax.scatter(rna[model], 0.0, s=70, marker="^", facecolor="white", edgecolor=colours[model],
-                   linewidth=1.6, transform=ax.get_xaxis_transform(), clip_on=False, zorder=4)
-        ax.annotate(f"{model} (RNA only)", (rna[model], 0.0), xycoords=ax.get_xaxis_transform(),
-                    xytext=(5, 8 + 12 * i), textcoords="offset points", fontsize=8, color=colours[model])
+        ax.scatter(
+            rna[model],
+            0.0,
+            s=70,
+            marker="^",
+            facecolor="white",
+            edgecolor=colours[model],
+            linewidth=1.6,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            zorder=4,
+        )
+        ax.annotate(
+            f"{model} (RNA only)",
+            (rna[model], 0.0),
+            xycoords=ax.get_xaxis_transform(),
+            xytext=(5, 8 + 12 * i),
+            textcoords="offset points",
+            fontsize=8,
+            color=colours[model],
+        )
     if BASELINE_MODEL in rna.index and np.isfinite(rna[BASELINE_MODEL]):
-        ax.axvline(rna[BASELINE_MODEL], color=_BASELINE_COLOUR, linestyle="--", linewidth=1,
-                   label=f"LIVI RNA NLL ({rna[BASELINE_MODEL]:.4g})")
+        ax.axvline(
+            rna[BASELINE_MODEL],
+            color=_BASELINE_COLOUR,
+            linestyle="--",
+            linewidth=1,
+            label=f"LIVI RNA NLL ({rna[BASELINE_MODEL]:.4g})",
+        )
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     lo, hi = float(rna.min()), float(rna.max())
     pad = 0.15 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
@@ -123,8 +160,15 @@ def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
     ax.margins(y=0.2)
     if not both.any():
         ax.set_yticks([])
-        ax.text(0.5, 0.5, "no model reports a protein NLL", transform=ax.transAxes, ha="center",
-                color="grey", fontsize=9)
+        ax.text(
+            0.5,
+            0.5,
+            "no model reports a protein NLL",
+            transform=ax.transAxes,
+            ha="center",
+            color="grey",
+            fontsize=9,
+        )
     ax.set_xlabel("held-out RNA NLL per cell (lower is better)")
     ax.set_ylabel("held-out protein NLL per cell (lower is better)")
     ax.set_title("RNA–protein reconstruction trade-off")
@@ -163,8 +207,18 @@ def per_class_accuracy(scores: pd.DataFrame, task: str = "probe_cell_subtype") -
     height = max(2.4, 0.42 * len(pairs) + 1.6)
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
-    sns.heatmap(grid, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=len(classes) <= 30, fmt=".2f",
-                annot_kws={"fontsize": 8}, linewidths=0.5, cbar_kws={"label": "accuracy (recall)"})
+    sns.heatmap(
+        grid,
+        ax=ax,
+        vmin=0.0,
+        vmax=1.0,
+        cmap="viridis",
+        annot=len(classes) <= 30,
+        fmt=".2f",
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+        cbar_kws={"label": "accuracy (recall)"},
+    )
     ax.set_xticks(np.arange(len(classes)) + 0.5, classes, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("")
     ax.set_xlabel("")
@@ -187,15 +241,21 @@ def association_counts(scores: pd.DataFrame) -> Figure | None:
     colours = _palette(model_order(scores))
     fig = Figure(figsize=(9.0, max(2.6, 0.38 * len(pairs) + 1.4)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    titles = {"n_significant_pairs": "significant factor–variant pairs",
-              "n_significant_variants": "distinct significant variants"}
+    titles = {
+        "n_significant_pairs": "significant factor–variant pairs",
+        "n_significant_variants": "distinct significant variants",
+    }
     y = np.arange(len(pairs))
     for ax, metric in zip(axes, metrics):
         values = rows.loc[rows["metric"] == metric].set_index(["model", "view"])["value"]
         heights = np.array([values.get(p, np.nan) for p in pairs], dtype=float)
-        ax.barh(y, np.nan_to_num(heights), color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5)
+        ax.barh(
+            y, np.nan_to_num(heights), color=[colours[m] for m, _ in pairs], edgecolor="black", linewidth=0.5
+        )
         for yi, h in zip(y, heights):
-            ax.text(np.nan_to_num(h), yi, " n/a" if np.isnan(h) else f" {int(round(h))}", va="center", fontsize=8)
+            ax.text(
+                np.nan_to_num(h), yi, " n/a" if np.isnan(h) else f" {int(round(h))}", va="center", fontsize=8
+            )
         ax.set_title(titles[metric], fontsize=10)
         ax.set_xlabel("count (FDR 5 %)")
         ax.margins(x=0.15)
@@ -220,8 +280,10 @@ def subtype_and_donor_accuracy(scores: pd.DataFrame) -> Figure | None:
     colours = _palette(model_order(scores))
     fig = Figure(figsize=(max(6.0, 0.55 * len(pairs) + 3.0), 4.4), layout="constrained")
     axes = fig.subplots(1, 2)
-    panels = [("probe_cell_subtype", "cell-subtype accuracy (higher is better)"),
-              ("probe_donor", "donor accuracy = leakage (lower is better)")]
+    panels = [
+        ("probe_cell_subtype", "cell-subtype accuracy (higher is better)"),
+        ("probe_donor", "donor accuracy = leakage (lower is better)"),
+    ]
     x = np.arange(len(pairs))
     for ax, (task, title) in zip(axes, panels):
         sub = rows.loc[rows["task"] == task].set_index(["model", "view"])
@@ -249,13 +311,21 @@ def power_fdr(scores: pd.DataFrame) -> Figure | None:
     fig = Figure(figsize=(max(6.0, 0.55 * len(pairs) + 3.0), 4.0), layout="constrained")
     axes = fig.subplots(1, 2)
     x = np.arange(len(pairs))
-    for ax, metric, title in zip(axes, ["power", "empirical_fdr"],
-                                 ["power (higher is better)", "empirical FDR (lower is better)"]):
+    for ax, metric, title in zip(
+        axes, ["power", "empirical_fdr"], ["power (higher is better)", "empirical FDR (lower is better)"]
+    ):
         values = rows.loc[rows["metric"] == metric].set_index(["model", "view"])["value"]
         heights = np.array([values.get(p, np.nan) for p in pairs], dtype=float)
         _unit_bars(ax, pairs, colours, heights, title)
         for xi, h in zip(x, heights):
-            ax.text(xi, np.nan_to_num(h), "n/a" if np.isnan(h) else f"{h:.2f}", ha="center", va="bottom", fontsize=7)
+            ax.text(
+                xi,
+                np.nan_to_num(h),
+                "n/a" if np.isnan(h) else f"{h:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     axes[1].axhline(NOMINAL_FDR, color="firebrick", linestyle="--", linewidth=1, label="nominal FDR 5 %")
     axes[1].legend(fontsize=8, frameon=False)
     fig.suptitle("Association tests against the simulated truth")

@@ -109,8 +109,13 @@ def probe(
     """
     empty = np.empty(0)
     if labels is None:
-        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better,
-                           reason=f"no {task!r} labels for these cells")
+        return ProbeResult(
+            task,
+            empty,
+            empty,
+            higher_is_better=higher_is_better,
+            reason=f"no {task!r} labels for these cells",
+        )
     view = np.asarray(view, dtype=np.float64)
     labels = np.asarray(labels).astype(str)
     if view.ndim != 2 or labels.shape != (view.shape[0],):
@@ -130,14 +135,25 @@ def probe(
         view, labels = view[kept], labels[kept]
         classes = classes[counts >= 2]
     if classes.size < 2:
-        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,
-                           reason=f"{task!r} has {classes.size} class(es) with two or more cells; "
-                           "need at least two")
+        return ProbeResult(
+            task,
+            empty,
+            empty,
+            higher_is_better=higher_is_better,
+            dropped_classes=dropped,
+            reason=f"{task!r} has {classes.size} class(es) with two or more cells; need at least two",
+        )
     n_test = int(np.ceil(test_size * labels.size))
     if n_test < classes.size or labels.size - n_test < classes.size:
-        return ProbeResult(task, empty, empty, higher_is_better=higher_is_better, dropped_classes=dropped,
-                           reason=f"{labels.size} cells cannot be split {1 - test_size:.0%}/{test_size:.0%} "
-                           f"with every one of {classes.size} classes on both sides")
+        return ProbeResult(
+            task,
+            empty,
+            empty,
+            higher_is_better=higher_is_better,
+            dropped_classes=dropped,
+            reason=f"{labels.size} cells cannot be split {1 - test_size:.0%}/{test_size:.0%} "
+            f"with every one of {classes.size} classes on both sides",
+        )
     accuracy, balanced, per_class = [], [], {str(c): [] for c in classes}
     for i in range(n_seeds):
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + i)

@@ -100,8 +100,11 @@ def compare_to_baseline(scores: pd.DataFrame) -> pd.DataFrame:
         baseline_views.append(bview or "")
         baselines.append(base)
         diffs.append(float(r.value) - base)
-        arrows.append("" if r.metric in DESCRIPTIVE else direction(r.metric, float(r.value), base,
-                                                                      bool(r.higher_is_better)))
+        arrows.append(
+            ""
+            if r.metric in DESCRIPTIVE
+            else direction(r.metric, float(r.value), base, bool(r.higher_is_better))
+        )
     ok["baseline_view"] = baseline_views
     ok["baseline"] = baselines
     ok["diff"] = diffs
@@ -119,7 +122,8 @@ def is_count(metric: str) -> bool:
 
 def format_number(value: float, *, count: bool = False, signed: bool = False) -> str:
     """Format a metric value: counts as integers; else 1 decimal at ≥ 100, 4 significant digits in [1, 100),
-    3 significant digits below 1 (scientific below 1e-4), ``n/a`` for NaN."""
+    3 significant digits below 1 (scientific below 1e-4), ``n/a`` for NaN.
+    """
     if value is None or not math.isfinite(value):
         return "n/a"
     sign = "+" if signed else ""
@@ -223,8 +227,11 @@ def render_markdown(blocks: Sequence[Block]) -> str:
             out.append("\n".join(f"- {item}" for item in block.items))
         elif isinstance(block, Table):
             lines = ["| " + " | ".join(h.replace("|", "\\|") for h in block.header) + " |"]
-            lines.append("|" + "|".join("---:" if c.numeric else "---" for c in block.rows[0]) + "|"
-                         if block.rows else "|" + "---|" * len(block.header))
+            lines.append(
+                "|" + "|".join("---:" if c.numeric else "---" for c in block.rows[0]) + "|"
+                if block.rows
+                else "|" + "---|" * len(block.header)
+            )
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
             if block.caption:
                 lines.append("")
@@ -277,8 +284,10 @@ def _html_cell(cell: Cell) -> str:
     attr = f' class="{classes}"' if classes else ""
     body = _inline(cell.text)
     if cell.delta:
-        body += (f'<span class="delta {_ARROW_CLASS.get(cell.arrow, "same")}">'
-                 f"{html.escape(cell.arrow or 'Δ')} {html.escape(cell.delta)}</span>")
+        body += (
+            f'<span class="delta {_ARROW_CLASS.get(cell.arrow, "same")}">'
+            f"{html.escape(cell.arrow or 'Δ')} {html.escape(cell.delta)}</span>"
+        )
     return f"<td{attr}>{body}</td>"
 
 
@@ -293,21 +302,29 @@ def render_html(blocks: Sequence[Block], pngs: Mapping[str, bytes], title: str) 
                 links = "".join(f'<a href="#{slug(h.text)}">{html.escape(h.text)}</a>' for h in toc)
                 body.append(f"<nav>{links}</nav>")
         elif isinstance(block, Paragraph):
-            body.append(f'<p class="note">{_inline(block.text)}</p>' if block.note else f"<p>{_inline(block.text)}</p>")
+            body.append(
+                f'<p class="note">{_inline(block.text)}</p>'
+                if block.note
+                else f"<p>{_inline(block.text)}</p>"
+            )
         elif isinstance(block, Bullets):
             body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
             numeric = [any(row[i].numeric for row in block.rows) for i in range(len(block.header))]
-            head = "".join(f'<th class="num">{_inline(h)}</th>' if n else f"<th>{_inline(h)}</th>"
-                           for h, n in zip(block.header, numeric))
+            head = "".join(
+                f'<th class="num">{_inline(h)}</th>' if n else f"<th>{_inline(h)}</th>"
+                for h, n in zip(block.header, numeric)
+            )
             rows = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in block.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             if block.caption:
                 body.append(f'<p class="caption">{_inline(block.caption)}</p>')
         elif isinstance(block, FigureRef):
             data = base64.b64encode(pngs[block.name]).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}" />'
-                        f"<figcaption>{_inline(block.caption)}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}" />'
+                f"<figcaption>{_inline(block.caption)}</figcaption></figure>"
+            )
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
@@ -332,8 +349,9 @@ class _Tables:
         self.placed: set[tuple[str, str, str, str]] = set()
         self.rank = {m: i for i, m in enumerate(model_order(scores))}
 
-    def table(self, columns: Sequence[Column], views: Callable[[str], bool] = lambda v: True,
-              caption: str = "") -> Table | None:
+    def table(
+        self, columns: Sequence[Column], views: Callable[[str], bool] = lambda v: True, caption: str = ""
+    ) -> Table | None:
         """Model views × ``columns``; each cell is ``value ± sd`` with its difference from LIVI.
 
         Cells of rows that are not ``ok`` show their status; a whole task that did not run
@@ -341,15 +359,25 @@ class _Tables:
         """
         cmp, scores = self.cmp, self.scores
         wanted = {(t, m) for t, m, _ in columns}
-        rows = cmp.loc[np.array([(t, m) in wanted and views(v)
-                                 for t, m, v in zip(cmp["task"], cmp["metric"], cmp["view"])], dtype=bool)]
+        rows = cmp.loc[
+            np.array(
+                [(t, m) in wanted and views(v) for t, m, v in zip(cmp["task"], cmp["metric"], cmp["view"])],
+                dtype=bool,
+            )
+        ]
         if rows.empty:
             return None
         tasks = {t for t, _, _ in columns}
-        bad = scores.loc[(scores["status"] != "ok").to_numpy()
-                         & np.array([((t, m) in wanted or (t in tasks and m == TASK_NOT_RUN)) and views(str(v))
-                                     for t, m, v in zip(scores["task"], scores["metric"], scores["view"])],
-                                    dtype=bool)]
+        bad = scores.loc[
+            (scores["status"] != "ok").to_numpy()
+            & np.array(
+                [
+                    ((t, m) in wanted or (t in tasks and m == TASK_NOT_RUN)) and views(str(v))
+                    for t, m, v in zip(scores["task"], scores["metric"], scores["view"])
+                ],
+                dtype=bool,
+            )
+        ]
         both = pd.concat([rows[["model", "view"]], bad[["model", "view"]].astype(str)])
         pairs = sorted(dict.fromkeys(zip(both["model"], both["view"])), key=lambda mv: self.rank[mv[0]])
         present = [c for c in columns if ((rows["task"] == c[0]) & (rows["metric"] == c[1])).any()]
@@ -362,7 +390,9 @@ class _Tables:
             for task, metric, _ in present:
                 r = index.get((model, view, task, metric))
                 if r is None:
-                    status = failed.get((model, view, task, metric)) or failed.get((model, view, task, TASK_NOT_RUN))
+                    status = failed.get((model, view, task, metric)) or failed.get(
+                        (model, view, task, TASK_NOT_RUN)
+                    )
                     cells.append(Cell(status or "—", numeric=True, muted=True))
                     continue
                 text = format_value(r.value, r.sd, metric)
@@ -378,8 +408,12 @@ class _Tables:
 
     def per_key(self, task: str, prefix: str, caption: str) -> Table | None:
         """A table of the ``<prefix><key>`` metrics of ``task``, one column per key."""
-        metrics = self.cmp.loc[(self.cmp["task"] == task) & self.cmp["metric"].str.startswith(prefix), "metric"]
-        return self.table([(task, m, m.removeprefix(prefix)) for m in dict.fromkeys(metrics)], caption=caption)
+        metrics = self.cmp.loc[
+            (self.cmp["task"] == task) & self.cmp["metric"].str.startswith(prefix), "metric"
+        ]
+        return self.table(
+            [(task, m, m.removeprefix(prefix)) for m in dict.fromkeys(metrics)], caption=caption
+        )
 
     def leftovers(self, tasks: Sequence[str]) -> list[Block]:
         """Tables of the ``ok`` rows of ``tasks`` not yet placed (metrics outside SCORES.md included).
@@ -387,8 +421,12 @@ class _Tables:
         Per-class probe accuracies (``class_accuracy/...``) are left to the figures.
         """
         keys = zip(self.cmp["model"], self.cmp["view"], self.cmp["task"], self.cmp["metric"])
-        rest = self.cmp.loc[np.array([k not in self.placed and k[2] in tasks and not k[3].startswith(CLASS_PREFIX)
-                                      for k in keys], dtype=bool)]
+        rest = self.cmp.loc[
+            np.array(
+                [k not in self.placed and k[2] in tasks and not k[3].startswith(CLASS_PREFIX) for k in keys],
+                dtype=bool,
+            )
+        ]
         blocks: list[Block] = []
         for task in dict.fromkeys(rest["task"]):
             metrics = list(dict.fromkeys(rest.loc[rest["task"] == task, "metric"]))
@@ -426,7 +464,9 @@ def _meta_cell(value: Any) -> Cell:
     if isinstance(value, float):
         return Cell(format_number(value), numeric=True)
     if isinstance(value, Mapping):
-        return Cell(", ".join(f"{k} ({v:,})" if isinstance(v, int) else f"{k} ({v})" for k, v in value.items()))
+        return Cell(
+            ", ".join(f"{k} ({v:,})" if isinstance(v, int) else f"{k} ({v})" for k, v in value.items())
+        )
     if isinstance(value, (list, tuple)):
         return Cell(", ".join(map(str, value)))
     return Cell(str(value))
@@ -434,33 +474,52 @@ def _meta_cell(value: Any) -> Cell:
 
 def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, tables: _Tables) -> list[Block]:
     blocks: list[Block] = [Heading("Run summary")]
-    run = [f"created {meta.get('created') or 'n/a'}", f"preset `{meta.get('preset') or 'n/a'}`",
-           f"seed {meta.get('seed', 'n/a')}", f"git `{str(meta.get('git_sha') or 'n/a')[:12]}`"]
+    run = [
+        f"created {meta.get('created') or 'n/a'}",
+        f"preset `{meta.get('preset') or 'n/a'}`",
+        f"seed {meta.get('seed', 'n/a')}",
+        f"git `{str(meta.get('git_sha') or 'n/a')[:12]}`",
+    ]
     wall = meta.get("wall_seconds")
     if isinstance(wall, (int, float)):
         run.append(f"wall time {format_number(float(wall))} s")
     blocks.append(Paragraph(" · ".join(run)))
     argv = meta.get("argv")
     if argv:
-        blocks.append(Paragraph(f"Command: `{' '.join(map(str, argv)) if not isinstance(argv, str) else argv}`"))
+        blocks.append(
+            Paragraph(f"Command: `{' '.join(map(str, argv)) if not isinstance(argv, str) else argv}`")
+        )
 
     dataset = dict(meta.get("dataset", {}))
     blocks.append(Heading("Dataset", 3))
     keys = ("name", "n_cells", "n_donors", "modalities", "n_variants")
     rows = [(Cell(key), _meta_cell(dataset.get(key))) for key in keys]
-    rows += [(Cell(key), _meta_cell(value)) for key, value in dataset.items()
-             if key not in keys and key not in ("semi_synthetic", "note")]
+    rows += [
+        (Cell(key), _meta_cell(value))
+        for key, value in dataset.items()
+        if key not in keys and key not in ("semi_synthetic", "note")
+    ]
     blocks.append(Table(("property", "value"), tuple(rows)))
     if dataset.get("semi_synthetic"):
         note = dataset.get("note", "")
-        blocks.append(Paragraph("Semi-synthetic cohort: the genotypes are simulated, not measured"
-                                + (f" ({note})." if note else "."), note=True))
+        blocks.append(
+            Paragraph(
+                "Semi-synthetic cohort: the genotypes are simulated, not measured"
+                + (f" ({note})." if note else "."),
+                note=True,
+            )
+        )
 
     blocks.append(Heading("Models", 3))
     models = dict(meta.get("models", {}))
     if not (tables.cmp["model"] == BASELINE_MODEL).any():
-        blocks.append(Paragraph("No `livi` model in this run (or none of its tasks succeeded): there is no LIVI "
-                                "baseline, so values are shown without differences.", note=True))
+        blocks.append(
+            Paragraph(
+                "No `livi` model in this run (or none of its tasks succeeded): there is no LIVI "
+                "baseline, so values are shown without differences.",
+                note=True,
+            )
+        )
     model_rows = []
     for name in list(dict.fromkeys([*models, *model_order(scores)])):
         info = dict(models.get(name, {}))
@@ -468,23 +527,27 @@ def _summary_blocks(meta: Mapping[str, Any], scores: pd.DataFrame, tables: _Tabl
         settings = {k: v for k, v in info.items() if k not in _MODEL_COLUMNS} | dict(info.get("config") or {})
         config = "; ".join(_config_text(settings)) or "—"
         status = str(info.get("status", "n/a")) + (f": {info['reason']}" if info.get("reason") else "")
-        model_rows.append((
-            Cell(name), Cell(str(info.get("family", "n/a"))), Cell(status),
-            Cell("yes" if info.get("cached") else "no"),
-            Cell(format_number(float(fit)) if isinstance(fit, (int, float)) else "n/a", numeric=True),
-            Cell(config),
-        ))
+        model_rows.append(
+            (
+                Cell(name),
+                Cell(str(info.get("family", "n/a"))),
+                Cell(status),
+                Cell("yes" if info.get("cached") else "no"),
+                Cell(format_number(float(fit)) if isinstance(fit, (int, float)) else "n/a", numeric=True),
+                Cell(config),
+            )
+        )
     blocks.append(Table(("model", "family", "status", "cached", "fit (s)", "config"), tuple(model_rows)))
-    training = tables.table([("training", "fit_seconds", "fit seconds"),
-                             ("training", "seconds_per_epoch", "seconds / epoch")])
+    training = tables.table(
+        [("training", "fit_seconds", "fit seconds"), ("training", "seconds_per_epoch", "seconds / epoch")]
+    )
     if training is not None:
         blocks += [Heading("Timings", 3), training]
     blocks += tables.leftovers(["training"])
 
     versions = dict(meta.get("versions", {}))
     if versions:
-        blocks += [Heading("Versions", 3),
-                   Paragraph(" · ".join(f"{k} `{v}`" for k, v in versions.items()))]
+        blocks += [Heading("Versions", 3), Paragraph(" · ".join(f"{k} `{v}`" for k, v in versions.items()))]
     return blocks
 
 
@@ -495,8 +558,9 @@ def _figure(name: str, fig: Figure | None, caption: str, figs: dict[str, Figure]
     return [FigureRef(name, caption)]
 
 
-def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
-                 extra_figures: Mapping[str, Figure]) -> tuple[list[Block], dict[str, Figure]]:
+def build_blocks(
+    scores: pd.DataFrame, meta: Mapping[str, Any], extra_figures: Mapping[str, Figure]
+) -> tuple[list[Block], dict[str, Figure]]:
     """The report's blocks and the figures they reference (name → Figure)."""
     check_scores(scores)
     cmp = compare_to_baseline(scores)
@@ -505,73 +569,112 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     dataset_name = dict(meta.get("dataset", {})).get("name", "cohort")
     blocks: list[Block] = [Heading(f"multilivi benchmark: {dataset_name}", 1)]
     if has_livi:
-        blocks.append(Paragraph(
-            "Each value is shown beside the LIVI baseline (model `livi`) as Δ = value − LIVI with ▲ better, "
-            "▼ worse, = equal; λ is better the closer it is to 1. The baseline is LIVI's same view, else its "
-            "cell state `c` for cell-state views and its donor factors `D` for `donor_means` (marked “vs c”). "
-            "Probe values are mean ± sd over probe seeds."))
+        blocks.append(
+            Paragraph(
+                "Each value is shown beside the LIVI baseline (model `livi`) as Δ = value − LIVI with ▲ better, "
+                "▼ worse, = equal; λ is better the closer it is to 1. The baseline is LIVI's same view, else its "
+                "cell state `c` for cell-state views and its donor factors `D` for `donor_means` (marked “vs c”). "
+                "Probe values are mean ± sd over probe seeds."
+            )
+        )
 
     tables = _Tables(cmp, scores)
     blocks += _summary_blocks(meta, scores, tables)
 
     # Reconstruction
     blocks.append(Heading("Reconstruction"))
-    recon = tables.table([
-        ("reconstruction", "nll_per_cell_rna", "RNA NLL / cell"),
-        ("reconstruction", "nll_per_cell_prot", "protein NLL / cell"),
-        ("reconstruction", "nll_per_feature_rna", "RNA NLL / feature"),
-        ("reconstruction", "nll_per_feature_prot", "protein NLL / feature"),
-    ], caption="Held-out negative log-likelihood; lower is better.")
+    recon = tables.table(
+        [
+            ("reconstruction", "nll_per_cell_rna", "RNA NLL / cell"),
+            ("reconstruction", "nll_per_cell_prot", "protein NLL / cell"),
+            ("reconstruction", "nll_per_feature_rna", "RNA NLL / feature"),
+            ("reconstruction", "nll_per_feature_prot", "protein NLL / feature"),
+        ],
+        caption="Held-out negative log-likelihood; lower is better.",
+    )
     blocks += [recon] if recon else [Paragraph("No model reported a reconstruction likelihood.")]
-    blocks += _figure("nll_tradeoff", figures.nll_tradeoff(scores),
-                      "RNA vs protein held-out NLL per cell (thesis Fig. 4a); dashed line: LIVI's RNA NLL.", figs)
+    blocks += _figure(
+        "nll_tradeoff",
+        figures.nll_tradeoff(scores),
+        "RNA vs protein held-out NLL per cell (thesis Fig. 4a); dashed line: LIVI's RNA NLL.",
+        figs,
+    )
     for modality, label in (("rna", "RNA"), ("prot", "protein")):
-        table = tables.per_key("reconstruction", f"nll_per_cell_{modality}/",
-                               caption=f"{label} NLL per cell by cell type; lower is better.")
+        table = tables.per_key(
+            "reconstruction",
+            f"nll_per_cell_{modality}/",
+            caption=f"{label} NLL per cell by cell type; lower is better.",
+        )
         if table is not None:
             blocks += [Heading(f"{label} NLL per cell type", 3), table]
     blocks += tables.leftovers(["reconstruction"])
 
     # Probes
     blocks.append(Heading("Probes"))
-    probes = tables.table([
-        ("probe_cell_type", "accuracy", "cell type acc."),
-        ("probe_cell_type", "balanced_accuracy", "cell type bal. acc."),
-        ("probe_cell_subtype", "accuracy", "subtype acc."),
-        ("probe_cell_subtype", "balanced_accuracy", "subtype bal. acc."),
-    ], caption="Linear probes on each cell view; higher is better.")
+    probes = tables.table(
+        [
+            ("probe_cell_type", "accuracy", "cell type acc."),
+            ("probe_cell_type", "balanced_accuracy", "cell type bal. acc."),
+            ("probe_cell_subtype", "accuracy", "subtype acc."),
+            ("probe_cell_subtype", "balanced_accuracy", "subtype bal. acc."),
+        ],
+        caption="Linear probes on each cell view; higher is better.",
+    )
     blocks += [probes] if probes else [Paragraph("No cell-type or subtype probe ran.")]
-    blocks += _figure("per_class_subtype", figures.per_class_accuracy(scores, "probe_cell_subtype"),
-                      "Per-class accuracy for cell subtypes (thesis Fig. 4b).", figs)
-    blocks += _figure("per_class_cell_type", figures.per_class_accuracy(scores, "probe_cell_type"),
-                      "Per-class accuracy for cell types (thesis Fig. 4c).", figs)
-    blocks += _figure("subtype_donor_accuracy", figures.subtype_and_donor_accuracy(scores),
-                      "Cell-subtype accuracy and donor accuracy (leakage) per cell view, mean ± sd (thesis Fig. 4e).",
-                      figs)
+    blocks += _figure(
+        "per_class_subtype",
+        figures.per_class_accuracy(scores, "probe_cell_subtype"),
+        "Per-class accuracy for cell subtypes (thesis Fig. 4b).",
+        figs,
+    )
+    blocks += _figure(
+        "per_class_cell_type",
+        figures.per_class_accuracy(scores, "probe_cell_type"),
+        "Per-class accuracy for cell types (thesis Fig. 4c).",
+        figs,
+    )
+    blocks += _figure(
+        "subtype_donor_accuracy",
+        figures.subtype_and_donor_accuracy(scores),
+        "Cell-subtype accuracy and donor accuracy (leakage) per cell view, mean ± sd (thesis Fig. 4e).",
+        figs,
+    )
     blocks += tables.leftovers(["probe_cell_type", "probe_cell_subtype"])
 
     # Donor leakage
     blocks.append(Heading("Donor leakage"))
-    blocks.append(Paragraph("Donor identity predicted from the cell-state views. The cell state should describe "
-                            "the cell, not its donor: lower is better."))
-    leakage = tables.table([("probe_donor", "accuracy", "donor acc."),
-                            ("probe_donor", "balanced_accuracy", "donor bal. acc.")],
-                           views=lambda v: v in CELL_VIEWS)
+    blocks.append(
+        Paragraph(
+            "Donor identity predicted from the cell-state views. The cell state should describe "
+            "the cell, not its donor: lower is better."
+        )
+    )
+    leakage = tables.table(
+        [("probe_donor", "accuracy", "donor acc."), ("probe_donor", "balanced_accuracy", "donor bal. acc.")],
+        views=lambda v: v in CELL_VIEWS,
+    )
     blocks += [leakage] if leakage else [Paragraph("No donor probe ran on a cell-state view.")]
     blocks += tables.leftovers(["probe_donor"])
 
     # Association
     blocks.append(Heading("Association"))
-    assoc = tables.table([
-        ("association", "n_significant_pairs", "significant pairs"),
-        ("association", "n_significant_variants", "significant variants"),
-        ("association", "lambda_gc", "λ_GC"),
-        ("association", "n_tests", "tests"),
-        ("association", "n_monomorphic_skipped", "monomorphic skipped"),
-    ], caption="Factor–variant tests at FDR 5 %; λ_GC is better the closer it is to 1.")
+    assoc = tables.table(
+        [
+            ("association", "n_significant_pairs", "significant pairs"),
+            ("association", "n_significant_variants", "significant variants"),
+            ("association", "lambda_gc", "λ_GC"),
+            ("association", "n_tests", "tests"),
+            ("association", "n_monomorphic_skipped", "monomorphic skipped"),
+        ],
+        caption="Factor–variant tests at FDR 5 %; λ_GC is better the closer it is to 1.",
+    )
     blocks += [assoc] if assoc else [Paragraph("No association test ran.")]
-    blocks += _figure("association_counts", figures.association_counts(scores),
-                      "Significant factor–variant pairs and distinct variants per model view (thesis Fig. 4d).", figs)
+    blocks += _figure(
+        "association_counts",
+        figures.association_counts(scores),
+        "Significant factor–variant pairs and distinct variants per model view (thesis Fig. 4d).",
+        figs,
+    )
     blocks += tables.leftovers(["association"])
     placed = set()
     for name in sorted(k for k in extra_figures if k.startswith("qq")):
@@ -583,24 +686,40 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks.append(Heading("Ground truth"))
     dataset = dict(meta.get("dataset", {}))
     if dataset.get("semi_synthetic"):
-        blocks.append(Paragraph("The genotypes of this cohort are simulated: power and FDR measure recovery of "
-                                "planted effects, not biology.", note=True))
+        blocks.append(
+            Paragraph(
+                "The genotypes of this cohort are simulated: power and FDR measure recovery of "
+                "planted effects, not biology.",
+                note=True,
+            )
+        )
     elif dataset.get("simulated_truth"):
-        blocks.append(Paragraph("This cohort is simulated: power and FDR measure recovery of the planted effects.",
-                                note=True))
-    truth = tables.table([
-        ("truth", "power", "power"), ("truth", "empirical_fdr", "empirical FDR"),
-        ("truth", "lambda_gc_null", "λ on null variants"),
-        ("truth", "factor_recovery", "donor-factor recovery (best |r| per true factor)"),
-        ("truth", "cell_state_r2", "cell-state recovery (held-out R²)"),
-    ], caption="Against the simulated truth; FDR is lower-better, λ closer to 1 is better.")
-    per_program = tables.per_key("truth", "factor_recovery/",
-                                 caption="Best |correlation| of any learnt donor factor with each true program.")
+        blocks.append(
+            Paragraph(
+                "This cohort is simulated: power and FDR measure recovery of the planted effects.", note=True
+            )
+        )
+    truth = tables.table(
+        [
+            ("truth", "power", "power"),
+            ("truth", "empirical_fdr", "empirical FDR"),
+            ("truth", "lambda_gc_null", "λ on null variants"),
+            ("truth", "factor_recovery", "donor-factor recovery (best |r| per true factor)"),
+            ("truth", "cell_state_r2", "cell-state recovery (held-out R²)"),
+        ],
+        caption="Against the simulated truth; FDR is lower-better, λ closer to 1 is better.",
+    )
+    per_program = tables.per_key(
+        "truth",
+        "factor_recovery/",
+        caption="Best |correlation| of any learnt donor factor with each true program.",
+    )
     truth_blocks = [truth] if truth else []
     if per_program is not None:
         truth_blocks += [Heading("Donor-factor recovery per true program", 3), per_program]
-    truth_blocks += _figure("power_fdr", figures.power_fdr(scores),
-                            "Power and empirical FDR; dashed line: nominal FDR 5 %.", figs)
+    truth_blocks += _figure(
+        "power_fdr", figures.power_fdr(scores), "Power and empirical FDR; dashed line: nominal FDR 5 %.", figs
+    )
     truth_blocks += tables.leftovers(["truth"])
     blocks += truth_blocks or [Paragraph("The cohort has no ground truth (or no truth task ran).")]
 
@@ -608,8 +727,12 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     blocks.append(Heading("UMAP"))
     umaps = sorted(k for k in extra_figures if k.startswith("umap"))
     for name in umaps:
-        blocks += _figure(name, extra_figures[name],
-                          "UMAP of the cell-state views, coloured by cell type (thesis Fig. 5).", figs)
+        blocks += _figure(
+            name,
+            extra_figures[name],
+            "UMAP of the cell-state views, coloured by cell type (thesis Fig. 5).",
+            figs,
+        )
         placed.add(name)
     if not umaps:
         blocks.append(Paragraph("No UMAP figure was made for this run."))
@@ -619,8 +742,15 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
         for name in others:
             blocks += _figure(name, extra_figures[name], name, figs)
 
-    known = {"training", "reconstruction", "probe_cell_type", "probe_cell_subtype", "probe_donor", "association",
-             "truth"}
+    known = {
+        "training",
+        "reconstruction",
+        "probe_cell_type",
+        "probe_cell_subtype",
+        "probe_donor",
+        "association",
+        "truth",
+    }
     other = tables.leftovers([t for t in dict.fromkeys(cmp["task"]) if t not in known])
     if other:
         blocks += [Heading("Other metrics"), *other]
@@ -631,10 +761,22 @@ def build_blocks(scores: pd.DataFrame, meta: Mapping[str, Any],
     if failed.empty:
         blocks.append(Paragraph("Every task ran."))
     else:
-        blocks.append(Table(("model", "view", "task", "metric", "status", "reason"), tuple(
-            (Cell(str(r.model)), Cell(str(r.view)), Cell(str(r.task)), Cell(str(r.metric)), Cell(str(r.status)),
-             Cell(str(r.reason) or "—"))
-            for r in failed.itertuples(index=False))))
+        blocks.append(
+            Table(
+                ("model", "view", "task", "metric", "status", "reason"),
+                tuple(
+                    (
+                        Cell(str(r.model)),
+                        Cell(str(r.view)),
+                        Cell(str(r.task)),
+                        Cell(str(r.metric)),
+                        Cell(str(r.status)),
+                        Cell(str(r.reason) or "—"),
+                    )
+                    for r in failed.itertuples(index=False)
+                ),
+            )
+        )
     return blocks, figs
 
 
@@ -647,8 +789,12 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(run_dir: Path, scores: pd.DataFrame, meta: Mapping[str, Any],
-                 extra_figures: Mapping[str, Figure] | None = None) -> tuple[Path, Path]:
+def write_report(
+    run_dir: Path,
+    scores: pd.DataFrame,
+    meta: Mapping[str, Any],
+    extra_figures: Mapping[str, Figure] | None = None,
+) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/<name>.png`` into ``run_dir``, atomically.
 
     Parameters

@@ -43,7 +43,17 @@ def rows_from_metrics(
         name = result.name.removeprefix(strip_prefix)
         sd = float(result.details.get("sd", math.nan))
         rows.append(
-            ScoreRow(model, view, task, name, result.value, float(sd), result.higher_is_better, result.status, result.reason)
+            ScoreRow(
+                model,
+                view,
+                task,
+                name,
+                result.value,
+                float(sd),
+                result.higher_is_better,
+                result.status,
+                result.reason,
+            )
         )
     return rows
 

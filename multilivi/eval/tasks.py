@@ -122,18 +122,36 @@ def run_tasks(model: str, outputs: ModelOutputs, ctx: EvalContext, *, fail_fast:
 # ---------------------------------------------------------------------------------------- tasks
 def task_training(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> None:
     if math.isnan(outputs.fit_seconds):
-        run.rows.append(not_run(model, MODEL_LEVEL, "training", "not trained here (a precomputed embedding or a fixed baseline)"))
+        run.rows.append(
+            not_run(
+                model,
+                MODEL_LEVEL,
+                "training",
+                "not trained here (a precomputed embedding or a fixed baseline)",
+            )
+        )
         return
-    run.rows.append(ScoreRow(model, MODEL_LEVEL, "training", "fit_seconds", outputs.fit_seconds, higher_is_better=False))
+    run.rows.append(
+        ScoreRow(model, MODEL_LEVEL, "training", "fit_seconds", outputs.fit_seconds, higher_is_better=False)
+    )
     if not math.isnan(outputs.seconds_per_epoch):
         run.rows.append(
-            ScoreRow(model, MODEL_LEVEL, "training", "seconds_per_epoch", outputs.seconds_per_epoch, higher_is_better=False)
+            ScoreRow(
+                model,
+                MODEL_LEVEL,
+                "training",
+                "seconds_per_epoch",
+                outputs.seconds_per_epoch,
+                higher_is_better=False,
+            )
         )
 
 
 def task_reconstruction(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> None:
     if outputs.heldout_nll is None:
-        run.rows.append(not_run(model, MODEL_LEVEL, "reconstruction", "no likelihood: an embedding has no held-out NLL"))
+        run.rows.append(
+            not_run(model, MODEL_LEVEL, "reconstruction", "no likelihood: an embedding has no held-out NLL")
+        )
         return
     cell_type = ctx.labels["cell_type"]
     heldout_types = None if cell_type is None else cell_type[ctx.heldout_idx]
@@ -142,12 +160,27 @@ def task_reconstruction(model: str, outputs: ModelOutputs, ctx: EvalContext, run
     )
     for result in results:
         run.rows.append(
-            ScoreRow(model, MODEL_LEVEL, "reconstruction", result.name, result.value, higher_is_better=False,
-                     status=result.status, reason=result.reason)
-        )  # fmt: skip
+            ScoreRow(
+                model,
+                MODEL_LEVEL,
+                "reconstruction",
+                result.name,
+                result.value,
+                higher_is_better=False,
+                status=result.status,
+                reason=result.reason,
+            )
+        )
         for cell_type_name, value in result.details.get("per_cell_type", {}).items():
             run.rows.append(
-                ScoreRow(model, MODEL_LEVEL, "reconstruction", f"{result.name}/{cell_type_name}", value, higher_is_better=False)
+                ScoreRow(
+                    model,
+                    MODEL_LEVEL,
+                    "reconstruction",
+                    f"{result.name}/{cell_type_name}",
+                    value,
+                    higher_is_better=False,
+                )
             )
 
 
@@ -160,16 +193,27 @@ def task_probes(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRu
                 run.rows.append(not_run(model, view, task, f"the cohort has no {label!r} annotation"))
                 continue
             result = probe(
-                embedding, labels, task=label, n_seeds=ctx.n_probe_seeds, max_cells=ctx.probe_max_cells, seed=ctx.seed
+                embedding,
+                labels,
+                task=label,
+                n_seeds=ctx.n_probe_seeds,
+                max_cells=ctx.probe_max_cells,
+                seed=ctx.seed,
             )
             higher = label != "donor"  # donor identity in a cell view is leakage: lower is better
             for metric in result.metrics():
                 name = metric.name.removeprefix(f"{label}_")
                 sd = float(metric.details.get("sd", math.nan))
-                run.rows.append(ScoreRow(model, view, task, name, metric.value, sd, higher, metric.status, metric.reason))
+                run.rows.append(
+                    ScoreRow(model, view, task, name, metric.value, sd, higher, metric.status, metric.reason)
+                )
                 if name == "accuracy" and label != "donor":  # one class per donor would swamp the table
                     for cls, value in metric.details.get("per_class_accuracy", {}).items():
-                        run.rows.append(ScoreRow(model, view, task, f"class_accuracy/{cls}", value, higher_is_better=higher))
+                        run.rows.append(
+                            ScoreRow(
+                                model, view, task, f"class_accuracy/{cls}", value, higher_is_better=higher
+                            )
+                        )
 
 
 def donor_phenotypes(outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> dict[str, pd.DataFrame]:
@@ -211,13 +255,23 @@ def task_association(model: str, outputs: ModelOutputs, ctx: EvalContext, run: T
         run.associations[view] = result
         run.rows += rows_from_metrics(result.summary(ctx.fdr), model=model, view=view, task="association")
         run.rows.append(ScoreRow(model, view, "association", "n_tests", float(result.n_tests)))
-        run.rows.append(ScoreRow(model, view, "association", "n_monomorphic_skipped", float(result.n_monomorphic_skipped),
-                                 higher_is_better=False))  # fmt: skip
+        run.rows.append(
+            ScoreRow(
+                model,
+                view,
+                "association",
+                "n_monomorphic_skipped",
+                float(result.n_monomorphic_skipped),
+                higher_is_better=False,
+            )
+        )
 
 
 def task_truth(model: str, outputs: ModelOutputs, ctx: EvalContext, run: TaskRun) -> None:
     if ctx.truth is None:
-        run.rows.append(not_run(model, MODEL_LEVEL, "truth", "the cohort has no ground truth (not simulated)"))
+        run.rows.append(
+            not_run(model, MODEL_LEVEL, "truth", "the cohort has no ground truth (not simulated)")
+        )
         return
     truth = ctx.truth
     for view, factors in donor_phenotypes(outputs, ctx, run).items():

@@ -51,10 +51,17 @@ def association_truth(
     details = {"fdr": fdr, "n_causal": len(causal), "n_null": len(null)}
     found = len(significant & causal)
     false = len(significant & null)
-    power = (MetricResult("power", found / len(causal), True, {**details, "n_found": found}) if causal
-             else skipped("power", "no causal variants in the truth", True))
-    empirical = MetricResult("empirical_fdr", false / max(found + false, 1), False,
-                             {**details, "n_false": false, "n_significant": found + false})
+    power = (
+        MetricResult("power", found / len(causal), True, {**details, "n_found": found})
+        if causal
+        else skipped("power", "no causal variants in the truth", True)
+    )
+    empirical = MetricResult(
+        "empirical_fdr",
+        false / max(found + false, 1),
+        False,
+        {**details, "n_false": false, "n_significant": found + false},
+    )
     columns = [index[v] for v in null_variants]
     if columns:
         null_lambda = genomic_control_lambda(np.asarray(result.pvalues)[:, columns])
@@ -86,10 +93,20 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
             "index both tables by donor name"
         )
     if true_factors.shape[1] == 0:
-        return [skipped("factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover", True)]
+        return [
+            skipped(
+                "factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover", True
+            )
+        ]
     if len(common) < 3 or learned_factors.shape[1] == 0:
-        return [skipped("factor_recovery", f"{len(common)} donors and {learned_factors.shape[1]} learned "
-                        "factors; need at least 3 donors and one factor", True)]
+        return [
+            skipped(
+                "factor_recovery",
+                f"{len(common)} donors and {learned_factors.shape[1]} learned "
+                "factors; need at least 3 donors and one factor",
+                True,
+            )
+        ]
     truth = true_factors.set_axis(true_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
     learned = learned_factors.set_axis(learned_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
     corr = np.abs(_correlation(truth, learned))  # (programs, factors), NaN for constant columns
@@ -118,10 +135,12 @@ def factor_recovery_chance(
     """
     rng = np.random.default_rng(seed)
     draws = [
-        factor_recovery(true_factors, pd.DataFrame(rng.standard_normal((len(true_factors), n_factors)),
-                                                   index=true_factors.index))[0].value
+        factor_recovery(
+            true_factors,
+            pd.DataFrame(rng.standard_normal((len(true_factors), n_factors)), index=true_factors.index),
+        )[0].value
         for _ in range(n_draws)
-    ]  # fmt: skip
+    ]
     return float(np.quantile(draws, quantile))
 
 

@@ -83,7 +83,9 @@ def as_int_tuple(config: Any, name: str) -> None:
     """Normalise a widths field to a non-empty tuple of positive ints (lists are accepted)."""
     value = tuple(int(h) for h in getattr(config, name))
     if not value or min(value) < 1:
-        raise ValueError(f"{name} must be a non-empty tuple of positive widths, got {getattr(config, name)!r}")
+        raise ValueError(
+            f"{name} must be a non-empty tuple of positive widths, got {getattr(config, name)!r}"
+        )
     object.__setattr__(config, name, value)
 
 
@@ -284,7 +286,9 @@ class ModelBase:
         """
         data = self._cells(cohort, idx)
         parts = [self.module_.log_prob_at_mean(b) for b in data.in_order(EVAL_BATCH, self.device_)]
-        return {m: -torch.cat([p[m] for p in parts]).cpu().numpy().astype(np.float64) for m in self.modalities}
+        return {
+            m: -torch.cat([p[m] for p in parts]).cpu().numpy().astype(np.float64) for m in self.modalities
+        }
 
     def donor_factors(self) -> dict[str, pd.DataFrame]:
         """``{"D": donors × n_dxc, "V": donors × n_v}``, indexed by donor name; columns ``D_k`` / ``V_k``."""
@@ -292,7 +296,9 @@ class ModelBase:
         out = {}
         for key, weight in (("D", self.module_.donor.d), ("V", self.module_.donor.v)):
             values = weight.detach().cpu().numpy().astype(np.float64)
-            out[key] = pd.DataFrame(values, index=self.donor_names_.copy(), columns=[f"{key}_{k}" for k in range(values.shape[1])])
+            out[key] = pd.DataFrame(
+                values, index=self.donor_names_.copy(), columns=[f"{key}_{k}" for k in range(values.shape[1])]
+            )
         return out
 
     def loadings(self) -> dict[str, pd.DataFrame]:
@@ -356,7 +362,9 @@ class ModelBase:
     # ---------------------------------------------------------------------------------- checks
     def _checked_config(self, config: Any) -> ModelConfig:
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
         return config
 
     def _check_modalities(self, cohort: Cohort) -> None:
@@ -365,7 +373,8 @@ class ModelBase:
             raise ValueError(
                 f"{type(self).__name__} models {list(self.modalities)} but cohort {cohort.name!r} has only "
                 f"{list(cohort.modalities)} (missing {missing}); use 'livi' for RNA-only cohorts"
-                if PROT in missing else f"cohort {cohort.name!r} lacks modality {missing}"
+                if PROT in missing
+                else f"cohort {cohort.name!r} lacks modality {missing}"
             )
 
     def _check_fitted(self) -> None:
@@ -387,7 +396,9 @@ class ModelBase:
 def _positions(cohort: Cohort, idx: np.ndarray, name: str) -> np.ndarray:
     rows = np.asarray(idx)
     if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-d array of integer cell positions, got dtype {rows.dtype} shape {rows.shape}")
+        raise ValueError(
+            f"{name} must be a 1-d array of integer cell positions, got dtype {rows.dtype} shape {rows.shape}"
+        )
     if not len(rows):
         raise ValueError(f"{name} is empty; pass at least one cell position")
     if rows.min() < 0 or rows.max() >= cohort.n_cells:
@@ -409,4 +420,6 @@ def _same_names(what: str, trained: pd.Index, given: pd.Index, *, ordered: bool)
             "use the cohort the model was trained on (or one with the same names)"
         )
     if ordered and not given.equals(trained):
-        raise ValueError(f"the cohort's {what} are the training {what} in a different order; reorder them to match")
+        raise ValueError(
+            f"the cohort's {what} are the training {what} in a different order; reorder them to match"
+        )

@@ -104,7 +104,9 @@ def product_of_experts(mus: list[Tensor], logvars: list[Tensor], prior: bool = T
         The product's mean and log-variance, (n_cells, n_latent).
     """
     if len(mus) != len(logvars) or not mus:
-        raise ValueError(f"need matching non-empty lists of means and log-variances, got {len(mus)} and {len(logvars)}")
+        raise ValueError(
+            f"need matching non-empty lists of means and log-variances, got {len(mus)} and {len(logvars)}"
+        )
     precisions = [torch.exp(-lv) for lv in logvars]
     precision = torch.stack(precisions).sum(0)
     weighted = torch.stack([m * p for m, p in zip(mus, precisions)]).sum(0)
@@ -160,7 +162,9 @@ class Encoder(nn.Module):
     def __init__(self, n_input: int, hidden: tuple[int, ...], n_latent: int) -> None:
         super().__init__()
         if not hidden:
-            raise ValueError("the encoder needs at least one hidden width (the last is the linear bottleneck)")
+            raise ValueError(
+                "the encoder needs at least one hidden width (the last is the linear bottleneck)"
+            )
         layers: list[nn.Module] = []
         width = n_input
         for h in hidden[:-1]:

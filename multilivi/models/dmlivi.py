@@ -55,7 +55,9 @@ class DMLIVIConfig(ModelConfig):
     prot_specific_hidden: tuple[int, ...] = (32, 16)  # protein-specific encoder widths
     rna_weight: float = 1.0  # λ_rna
     prot_weight: float = 1.0  # λ_prot (spec suffix -W)
-    donor_stage_prot_scale: float = 1.0  # λ_prot × this in stage 2 (1: the thesis; 0: protein shapes only c, s)
+    donor_stage_prot_scale: float = (
+        1.0  # λ_prot × this in stage 2 (1: the thesis; 0: protein shapes only c, s)
+    )
     align_weight: float = 1.0  # λ_align on the shared-means MSE
     disent_weight: float = 1.0  # λ_disent on the shared/specific correlation penalty
     protein_likelihood: Literal["nb", "nbmix"] = "nb"  # "nbmix": background/foreground mixture (totalVI)
@@ -68,7 +70,9 @@ class DMLIVIConfig(ModelConfig):
         for name in ("n_rna_specific", "n_prot_specific"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_weights(self, "rna_weight", "prot_weight", "align_weight", "disent_weight", "donor_stage_prot_scale")
+        check_weights(
+            self, "rna_weight", "prot_weight", "align_weight", "disent_weight", "donor_stage_prot_scale"
+        )
         if self.protein_likelihood not in ("nb", "nbmix"):
             raise ValueError(f"protein_likelihood must be 'nb' or 'nbmix', got {self.protein_likelihood!r}")
         if self.interaction_input not in ("shared", "all"):
@@ -97,10 +101,12 @@ class DMLIVIModule(LatentModule):
         self.enc_rna_specific = Encoder(g_rna, config.rna_specific_hidden, k_rna)
         self.enc_prot_specific = Encoder(g_prot, config.prot_specific_hidden, k_prot)
         decoder = dict(n_dxc=config.n_dxc, n_v=config.n_v, batch_norm=config.batch_norm)
-        self.decoders = nn.ModuleDict({
-            RNA: ModalityDecoder(g_rna, k + k_rna, **decoder),
-            PROT: ModalityDecoder(g_prot, k + k_prot, likelihood=config.protein_likelihood, **decoder),
-        })  # fmt: skip
+        self.decoders = nn.ModuleDict(
+            {
+                RNA: ModalityDecoder(g_rna, k + k_rna, **decoder),
+                PROT: ModalityDecoder(g_prot, k + k_prot, likelihood=config.protein_likelihood, **decoder),
+            }
+        )
         n_state = k if config.interaction_input == "shared" else k + k_rna + k_prot
         self.donor = DonorEffects(n_donors, n_state, config.n_dxc, config.n_v)
         self.weights = {RNA: config.rna_weight, PROT: config.prot_weight}
@@ -116,7 +122,9 @@ class DMLIVIModule(LatentModule):
         ]
 
     def donor_parameters(self) -> list[nn.Parameter]:
-        return list(self.donor.parameters()) + [p for d in self.decoders.values() for p in d.donor_parameters()]
+        return list(self.donor.parameters()) + [
+            p for d in self.decoders.values() for p in d.donor_parameters()
+        ]
 
     def _encode(self, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
         """(μ, log σ²) of every posterior: ``c`` (PoE), ``c_rna``, ``c_prot``, ``s_rna``, ``s_prot``."""
@@ -137,13 +145,17 @@ class DMLIVIModule(LatentModule):
         cs, ss = torch.softmax(c, -1), {RNA: torch.softmax(s_rna, -1), PROT: torch.softmax(s_prot, -1)}
         u = v = None
         if self.donor_on:
-            state = cs if self.config.interaction_input == "shared" else torch.cat([cs, ss[RNA], ss[PROT]], -1)
+            state = (
+                cs if self.config.interaction_input == "shared" else torch.cat([cs, ss[RNA], ss[PROT]], -1)
+            )
             u = interaction(state, self.donor.assign_logits, self.donor.d[batch["donor"]])  # (B, M)
             v = self.donor.v[batch["donor"]]  # (B, P)
         out = {}
         for m, decoder in self.decoders.items():
             state_m = torch.cat([cs, ss[m]], -1)  # (B, K + K_m)
-            out[m] = decoder.log_prob(batch["x"][m], batch["library"][m], state_m, decoder.logits(state_m, u, v))
+            out[m] = decoder.log_prob(
+                batch["x"][m], batch["library"][m], state_m, decoder.logits(state_m, u, v)
+            )
         return out
 
     def loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
@@ -160,7 +172,9 @@ class DMLIVIModule(LatentModule):
         zero = torch.zeros((), device=batch["donor"].device)
         for m, d in self.decoders.items():
             terms[f"l1_{m}"] = self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
-        terms["assign"] = self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
+        terms["assign"] = (
+            self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
+        )
         weights = self.reconstruction_weights()
         loss = sum(weights[m] * terms[f"nll_{m}"] for m in self.decoders)
         loss = loss + sum(v for k, v in terms.items() if not k.startswith("nll_"))

@@ -81,21 +81,31 @@ class SharedLatentModule(LatentModule):
         self.donor_weights = weights if donor_weights is None else donor_weights
         k = config.n_latent
         self.encoder = Encoder(sum(n_features.values()), config.encoder_hidden, k)
-        self.decoders = nn.ModuleDict({
-            m: ModalityDecoder(n, k, config.n_dxc, config.n_v, batch_norm=config.batch_norm, likelihood=likelihoods[m])
-            for m, n in n_features.items()
-        })  # fmt: skip
+        self.decoders = nn.ModuleDict(
+            {
+                m: ModalityDecoder(
+                    n, k, config.n_dxc, config.n_v, batch_norm=config.batch_norm, likelihood=likelihoods[m]
+                )
+                for m, n in n_features.items()
+            }
+        )
         self.donor = DonorEffects(n_donors, k, config.n_dxc, config.n_v)
         self.set_stage(self.stage)
 
     def cell_state_parameters(self) -> list[nn.Parameter]:
-        return encoder_parameters(self.encoder) + [p for d in self.decoders.values() for p in d.cell_state_parameters()]
+        return encoder_parameters(self.encoder) + [
+            p for d in self.decoders.values() for p in d.cell_state_parameters()
+        ]
 
     def donor_parameters(self) -> list[nn.Parameter]:
-        return list(self.donor.parameters()) + [p for d in self.decoders.values() for p in d.donor_parameters()]
+        return list(self.donor.parameters()) + [
+            p for d in self.decoders.values() for p in d.donor_parameters()
+        ]
 
     def _encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        x = torch.cat([encoder_input(batch["x"][m], self.config.encoder_input) for m in self.decoders], dim=-1)
+        x = torch.cat(
+            [encoder_input(batch["x"][m], self.config.encoder_input) for m in self.decoders], dim=-1
+        )
         return self.encoder(x)  # 2 × (B, K)
 
     def _log_probs(self, batch: Batch, z: Tensor) -> dict[str, Tensor]:
@@ -130,7 +140,9 @@ class SharedLatentModule(LatentModule):
             f"l1_{m}": self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
             for m, d in self.decoders.items()
         }
-        terms["assign"] = self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
+        terms["assign"] = (
+            self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
+        )
         return terms
 
     def posterior_means(self, batch: Batch) -> dict[str, Tensor]:
@@ -155,7 +167,9 @@ class LIVI(ModelBase):
     config_class = LIVIConfig
     modalities = (RNA,)
 
-    def _build_module(self, config: LIVIConfig, n_features: dict[str, int], n_donors: int) -> SharedLatentModule:
+    def _build_module(
+        self, config: LIVIConfig, n_features: dict[str, int], n_donors: int
+    ) -> SharedLatentModule:
         return SharedLatentModule(config, n_features, n_donors, weights={RNA: 1.0}, likelihoods={RNA: "nb"})
 
 

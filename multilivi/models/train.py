@@ -72,7 +72,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
+        raise ValueError(
+            "device='cuda' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'"
+        )
     return torch.device(device)
 
 
@@ -172,7 +174,13 @@ def fit_module(
             optimiser.zero_grad(set_to_none=True)
             out.loss.backward()
             optimiser.step()
-        record = {"epoch": float(epoch), "stage": float(stage), **{k: v / data.n_cells for k, v in sums.items()}}
+        record = {
+            "epoch": float(epoch),
+            "stage": float(stage),
+            **{k: v / data.n_cells for k, v in sums.items()},
+        }
         history.append(record)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False)
+        bar.set_postfix(
+            {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False
+        )
     return history

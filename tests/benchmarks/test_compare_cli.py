@@ -30,10 +30,25 @@ def workspace(tmp_path_factory):
     other_tool = ad.AnnData(obs=pd.DataFrame(index=cohort.cell_names[::-1]))  # rows in another order
     other_tool.obsm["X_tool"] = embedding[::-1]
     other_tool.write_h5ad(root / "tool.h5ad")
-    factors = pd.DataFrame(rng.normal(size=(cohort.n_donors, 3)), index=cohort.donor_names, columns=["a", "b", "c"])
+    factors = pd.DataFrame(
+        rng.normal(size=(cohort.n_donors, 3)), index=cohort.donor_names, columns=["a", "b", "c"]
+    )
     factors.to_csv(root / "tool_factors.csv")
     models = ["livi", f"emb:{root}/tool.h5ad#X_tool:donor_factors={root}/tool_factors.csv,name=tool", "pca"]
-    argv = ["--preset", "ci", "--dataset", "sim-ci", "--cache", str(root / "cache"), "--no-umap", "--probe-seeds", "2", "-q", "--models", *models]
+    argv = [
+        "--preset",
+        "ci",
+        "--dataset",
+        "sim-ci",
+        "--cache",
+        str(root / "cache"),
+        "--no-umap",
+        "--probe-seeds",
+        "2",
+        "-q",
+        "--models",
+        *models,
+    ]
     assert main([*argv, "--out", str(root / "run1")]) == 0
     return root, argv
 
@@ -44,7 +59,9 @@ def test_run_folder_holds_scores_results_and_report(workspace):
     for name in ("results.json", "scores.csv", "report.md", "report.html"):
         assert (run / name).stat().st_size > 0, name
     assert (run / "outputs" / "livi" / "donor_factors_D.csv").exists()
-    assert not list(run.rglob(".*.tmp")) and not [p for p in run.rglob(".*") if p.is_file()], "temporary files left"
+    assert not list(run.rglob(".*.tmp")) and not [p for p in run.rglob(".*") if p.is_file()], (
+        "temporary files left"
+    )
     results = json.loads((run / "results.json").read_text())
     assert results["dataset"]["n_cells"] == 1519 and results["models"]["livi"]["cached"] is False
     assert results["models"]["livi"]["config"]["epochs"] > 0
@@ -63,7 +80,9 @@ def test_third_party_embedding_is_scored_beside_livi(workspace):
     assert "tool" in (root / "run1" / "report.md").read_text()
 
 
-def test_rerun_trains_nothing_restores_history_and_gate_passes_then_fails_naming_the_metric(workspace, capsys):
+def test_rerun_trains_nothing_restores_history_and_gate_passes_then_fails_naming_the_metric(
+    workspace, capsys
+):
     root, argv = workspace
     first = read_scores(root / "run1" / "scores.csv")
     runs = {seed: first for seed in range(100, 110)}  # no spread: bounds at the tolerance
@@ -73,10 +92,14 @@ def test_rerun_trains_nothing_restores_history_and_gate_passes_then_fails_naming
     assert json.loads((root / "run2" / "results.json").read_text())["models"]["livi"]["cached"] is True
     second = read_scores(root / "run2" / "scores.csv")
     pd.testing.assert_frame_equal(
-        first[first["task"] != "training"].reset_index(drop=True), second[second["task"] != "training"].reset_index(drop=True)
+        first[first["task"] != "training"].reset_index(drop=True),
+        second[second["task"] != "training"].reset_index(drop=True),
     )
     history = [pd.read_csv(root / run / "outputs" / "livi" / "history.csv") for run in ("run1", "run2")]
-    assert len(history[0]) == json.loads((root / "run2" / "results.json").read_text())["models"]["livi"]["config"]["epochs"]
+    assert (
+        len(history[0])
+        == json.loads((root / "run2" / "results.json").read_text())["models"]["livi"]["config"]["epochs"]
+    )
     pd.testing.assert_frame_equal(history[0], history[1])  # served from the cache, with its history
     for entry in baseline["entries"]:
         if (entry["model"], entry["task"], entry["metric"]) == ("livi", "probe_cell_type", "accuracy"):
@@ -97,8 +120,24 @@ def test_bad_specs_fail_before_training(workspace, capsys):
 
 def test_tasks_that_cannot_run_are_skipped_rows_and_the_report_is_complete(tmp_path):
     folder = Cohort(make_mdata(n_cells=240, n_proteins=None, n_donors=12)).write(tmp_path / "rna_only")
-    argv = ["--dataset", str(folder), "--preset", "ci", "--models", "livi", "mslivi-50", "pca", "--no-umap", "-q",
-            "--probe-seeds", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = [
+        "--dataset",
+        str(folder),
+        "--preset",
+        "ci",
+        "--models",
+        "livi",
+        "mslivi-50",
+        "pca",
+        "--no-umap",
+        "-q",
+        "--probe-seeds",
+        "2",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0
     scores = read_scores(tmp_path / "run" / "scores.csv")
     skipped = scores[scores["status"] == "skipped"]
@@ -109,7 +148,7 @@ def test_tasks_that_cannot_run_are_skipped_rows_and_the_report_is_complete(tmp_p
     livi = scores[(scores["model"] == "livi") & (scores["status"] == "ok")]
     assert {"reconstruction", "probe_cell_type", "probe_donor"} <= set(livi["task"])
     report = (tmp_path / "run" / "report.md").read_text()
-    skipped_section = report[report.index("## Skipped tasks"):]
+    skipped_section = report[report.index("## Skipped tasks") :]
     assert "needs modality 'prot'" in skipped_section and "the cohort has no genotypes" in skipped_section
     assert "## Probes" in report and "## Reconstruction" in report
 
@@ -119,7 +158,16 @@ def test_gate_on_the_committed_baseline_catches_a_crippled_model(tmp_path, capsy
     (benchmarks/baselines/ci.json) naming its cell-state metrics; measured: cell-type accuracy 0.76 against a
     bound of 0.974. That the unchanged models pass it is .ci/run's gate step (and reports/gate-calibration-ci)."""
     committed = Path(__file__).resolve().parents[2] / "benchmarks" / "baselines" / "ci.json"
-    argv = ["--preset", "ci", "--no-umap", "-q", "--cache", str(tmp_path / "cache"), "--check", str(committed)]
+    argv = [
+        "--preset",
+        "ci",
+        "--no-umap",
+        "-q",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--check",
+        str(committed),
+    ]
     assert main([*argv, "--models", "livi:n_latent=2,name=livi", "--out", str(tmp_path / "fail")]) == 1
     err = capsys.readouterr().err
     assert "livi/c/probe_cell_type/accuracy" in err and "is below the gate's bound" in err, err

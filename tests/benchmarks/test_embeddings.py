@@ -23,7 +23,12 @@ def _embedding(cohort):
 
 def test_spec_grammar():
     spec = parse_embedding_spec("emb:out/scvi.h5ad#X_scVI:donor_factors=f.csv,name=scVI")
-    assert (str(spec.path), spec.key, str(spec.donor_factors), spec.name) == ("out/scvi.h5ad", "X_scVI", "f.csv", "scVI")
+    assert (str(spec.path), spec.key, str(spec.donor_factors), spec.name) == (
+        "out/scvi.h5ad",
+        "X_scVI",
+        "f.csv",
+        "scVI",
+    )
     assert parse_embedding_spec("emb:x.npy").name == "emb-x"
     with pytest.raises(ValueError, match="embedding options are"):
         parse_embedding_spec("emb:x.npy:colour=red")
@@ -51,11 +56,14 @@ def test_npy_with_sidecar_and_parquet(tmp_path, cohort):
     with pytest.raises(FileNotFoundError, match="cell-id sidecar"):
         check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.npy"), cohort)
     (tmp_path / "e.cells.txt").write_text("\n".join(frame.index))
-    np.testing.assert_array_equal(check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.npy"), cohort).views["emb"], frame)
+    np.testing.assert_array_equal(
+        check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.npy"), cohort).views["emb"], frame
+    )
     frame.columns = frame.columns.astype(str)
     frame.iloc[::-1].to_parquet(tmp_path / "e.parquet")
     np.testing.assert_array_equal(
-        check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.parquet"), cohort).views["emb"], frame.to_numpy()
+        check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.parquet"), cohort).views["emb"],
+        frame.to_numpy(),
     )
 
 
@@ -63,8 +71,14 @@ def test_npy_with_sidecar_and_parquet(tmp_path, cohort):
     ("edit", "message"),
     [
         (lambda f: f.iloc[3:], r"3 cohort cells have no embedding row \('cell0000'"),
-        (lambda f: pd.concat([f, f.iloc[:2].set_axis(["x1", "x2"])]), r"2 rows are not cohort cells \('x1', 'x2'\)"),
-        (lambda f: f.mask(np.broadcast_to((f.index == "cell0005")[:, None], f.shape)), r"1 cells have NaN or infinite embedding values \('cell0005'\)"),
+        (
+            lambda f: pd.concat([f, f.iloc[:2].set_axis(["x1", "x2"])]),
+            r"2 rows are not cohort cells \('x1', 'x2'\)",
+        ),
+        (
+            lambda f: f.mask(np.broadcast_to((f.index == "cell0005")[:, None], f.shape)),
+            r"1 cells have NaN or infinite embedding values \('cell0005'\)",
+        ),
     ],
 )
 def test_bad_embeddings_are_named(tmp_path, cohort, edit, message):
@@ -75,9 +89,13 @@ def test_bad_embeddings_are_named(tmp_path, cohort, edit, message):
 
 def test_donor_factor_table_is_aligned_and_checked(tmp_path, cohort):
     _embedding(cohort).to_csv(tmp_path / "e.csv")
-    factors = pd.DataFrame(np.arange(12.0).reshape(6, 2), index=cohort.donor_names[::-1], columns=["f0", "f1"])
+    factors = pd.DataFrame(
+        np.arange(12.0).reshape(6, 2), index=cohort.donor_names[::-1], columns=["f0", "f1"]
+    )
     factors.to_csv(tmp_path / "f.tsv", sep="\t")
-    outputs = check_embedding(parse_embedding_spec(f"emb:{tmp_path}/e.csv:donor_factors={tmp_path}/f.tsv"), cohort)
+    outputs = check_embedding(
+        parse_embedding_spec(f"emb:{tmp_path}/e.csv:donor_factors={tmp_path}/f.tsv"), cohort
+    )
     assert outputs.donor_factors["D"].index.equals(cohort.donor_names)
     assert outputs.donor_factors["D"].loc[cohort.donor_names[-1], "f0"] == 0.0
     factors.iloc[1:].to_csv(tmp_path / "f.tsv", sep="\t")

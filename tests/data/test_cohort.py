@@ -103,7 +103,9 @@ def test_donor_with_too_few_cells(mdata):
 
 def test_donor_sets_must_match_unless_intersect(mdata):
     genotypes = make_genotypes([f"d{d:02d}" for d in range(2, 15)])
-    with pytest.raises(ValueError, match=r"2 donors have cells but no genotypes \('d00', 'd01'\).*3 genotyped"):
+    with pytest.raises(
+        ValueError, match=r"2 donors have cells but no genotypes \('d00', 'd01'\).*3 genotyped"
+    ):
         Cohort(mdata, genotypes=genotypes)
     cohort = Cohort(mdata, genotypes=genotypes, donors="intersect")
     assert cohort.n_donors == 10 and cohort.genotypes.n_donors == 10
@@ -130,7 +132,9 @@ def test_genotype_dosage_out_of_range():
 def test_write_read_round_trip_is_exact(tmp_path, mdata, genotypes):
     donors = [f"d{d:02d}" for d in range(12)]
     kinship = kinship_from_genotypes(genotypes) * 0.5 + 0.5 * np.eye(12)
-    covariates = pd.DataFrame({"age": np.linspace(20.123456789, 80, 12), "sex": np.arange(12) % 2}, index=donors)
+    covariates = pd.DataFrame(
+        {"age": np.linspace(20.123456789, 80, 12), "sex": np.arange(12) % 2}, index=donors
+    )
     cohort = Cohort(mdata, genotypes=genotypes, kinship=kinship, donor_covariates=covariates, name="toy")
     cohort.write(tmp_path / "toy")
     back = Cohort.read(tmp_path / "toy")
@@ -145,7 +149,9 @@ def test_write_read_round_trip_is_exact(tmp_path, mdata, genotypes):
     pd.testing.assert_frame_equal(back.kinship, cohort.kinship, check_names=False)
     pd.testing.assert_frame_equal(back.donor_covariates, cohort.donor_covariates, check_names=False)
     assert back.data_hash == cohort.data_hash
-    assert not any(p.name.startswith(".") for p in (tmp_path / "toy").iterdir()), "temporary files left behind"
+    assert not any(p.name.startswith(".") for p in (tmp_path / "toy").iterdir()), (
+        "temporary files left behind"
+    )
 
 
 def test_truncated_bed_is_reported(tmp_path, genotypes):

@@ -32,14 +32,28 @@ from multilivi.data.datasets import (
 )
 from multilivi.eval.results import read_scores
 
-SUBTYPES = ["CD4_Mem", "CD4_Naive", "B_Mem", "B_Naive", "CD8_Mem", "Mono_Classical", "NK", "T_Vd2",
-            "CD8_Va7.2", "Plasmablast", "DC", "pDC", "Platelet"]  # fmt: skip
+SUBTYPES = [
+    "CD4_Mem",
+    "CD4_Naive",
+    "B_Mem",
+    "B_Naive",
+    "CD8_Mem",
+    "Mono_Classical",
+    "NK",
+    "T_Vd2",
+    "CD8_Va7.2",
+    "Plasmablast",
+    "DC",
+    "pDC",
+    "Platelet",
+]
 SUBTYPE_WEIGHTS = np.array([8, 4, 5, 3, 6, 6, 4, 2, 2, 1, 1, 0.5, 0.5])
 ISOTYPES = ["IgG1Kiso", "IgG2aKiso", "IgG2bKiso", "ratIgG2bKiso"]
 ANTIBODIES = [*ISOTYPES[:2], "CD3", "CD4", "CD8", "CD14", "CD19", "IgGFc", *ISOTYPES[2:], "CD56", "HLA-DR"]
 N_VARIANTS = 200
-STRONG = PlantedEffects(n_programs=2, min_genes=10, max_genes=15, log_effect=1.0, heritability=1.0,
-                        min_maf=0.2)  # fmt: skip
+STRONG = PlantedEffects(
+    n_programs=2, min_genes=10, max_genes=15, log_effect=1.0, heritability=1.0, min_maf=0.2
+)
 
 
 def write_liu_like(path: Path, n_cells: int = 480, n_genes: int = 120, n_donors: int = 12) -> Path:
@@ -60,11 +74,17 @@ def write_liu_like(path: Path, n_cells: int = 480, n_genes: int = 120, n_donors:
     condition = np.where(np.arange(n_donors) % 2 == 0, "Severe", "HC")[np.arange(n_cells) % n_donors]
     age = np.where(np.arange(n_donors) % 3 == 0, ">=60", "<60")[np.arange(n_cells) % n_donors]
     obs = pd.DataFrame(
-        {"cohort": pd.Series(batch).str.replace("B", "batch"), "sample_id": np.char.add(batch, donor),
-         "Donor": donor, "Batch": batch, "cond_group": condition, "Age_interval": age,
-         "mergedcelltype": subtype},
+        {
+            "cohort": pd.Series(batch).str.replace("B", "batch"),
+            "sample_id": np.char.add(batch, donor),
+            "Donor": donor,
+            "Batch": batch,
+            "cond_group": condition,
+            "Age_interval": age,
+            "mergedcelltype": subtype,
+        },
         index=[str(i) for i in range(n_cells)],
-    ).astype("category")  # fmt: skip
+    ).astype("category")
     feature_types = ["Gene Expression"] * n_genes + ["Antibody Capture"] * len(ANTIBODIES)
     var = pd.DataFrame({"feature_types": feature_types}, index=genes + ANTIBODIES)
     with warnings.catch_warnings():
@@ -81,8 +101,9 @@ def liu_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cohorts(liu_file) -> dict[str, Cohort]:
     return {
-        genetics: liu2021_from_h5ad(liu_file, genetics=genetics, seed=3, n_variants=N_VARIANTS,
-                                    planted=STRONG)  # fmt: skip
+        genetics: liu2021_from_h5ad(
+            liu_file, genetics=genetics, seed=3, n_variants=N_VARIANTS, planted=STRONG
+        )
         for genetics in ("none", "null", "planted")
     }
 
@@ -301,8 +322,21 @@ def test_planted_cohort_round_trips_on_disk_and_through_the_cli(cohorts, tmp_pat
     pd.testing.assert_frame_equal(back.obs, planted.obs)
     assert back.mdata["prot"].var["isotype_control"].sum() == len(ISOTYPES)
     assert back.truth.causal.equals(planted.truth.causal)
-    argv = ["--dataset", str(folder), "--models", "pca", "--preset", "ci", "--no-umap", "-q", "--probe-seeds", "1",
-            "--no-cache", "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = [
+        "--dataset",
+        str(folder),
+        "--models",
+        "pca",
+        "--preset",
+        "ci",
+        "--no-umap",
+        "-q",
+        "--probe-seeds",
+        "1",
+        "--no-cache",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0
     scores = read_scores(tmp_path / "run" / "scores.csv")
     assert {"association", "truth", "probe_cell_type"} <= set(scores.loc[scores["status"] == "ok", "task"])
@@ -310,8 +344,9 @@ def test_planted_cohort_round_trips_on_disk_and_through_the_cli(cohorts, tmp_pat
 
 def test_impossible_program_settings_are_clear_errors(liu_file):
     with pytest.raises(ValueError, match="lower min_detection, min_genes or n_programs"):
-        liu2021_from_h5ad(liu_file, n_variants=N_VARIANTS,
-                          planted=PlantedEffects(n_programs=20, min_genes=20))  # fmt: skip
+        liu2021_from_h5ad(
+            liu_file, n_variants=N_VARIANTS, planted=PlantedEffects(n_programs=20, min_genes=20)
+        )
     with pytest.raises(ValueError, match="heritability"):
         PlantedEffects(heritability=0.0)
     with pytest.raises(ValueError, match="'planted', 'null' or 'none'"):

@@ -37,7 +37,9 @@ def _probe(x: np.ndarray, labels: np.ndarray, n_components: int = 10) -> float:
     """Held-out balanced accuracy of a logistic probe on the PCs of standardised features."""
     x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-8)
     z = PCA(n_components=min(n_components, x.shape[1] - 1), random_state=0).fit_transform(x)
-    z_train, z_test, y_train, y_test = train_test_split(z, labels, test_size=0.3, random_state=0, stratify=labels)
+    z_train, z_test, y_train, y_test = train_test_split(
+        z, labels, test_size=0.3, random_state=0, stratify=labels
+    )
     model = LogisticRegression(max_iter=2000).fit(z_train, y_train)
     return balanced_accuracy_score(y_test, model.predict(z_test))
 
@@ -61,7 +63,9 @@ def test_ci_cohort_has_configured_shapes_and_labels(cohort):
     assert cohort.obs["cell_type"].nunique() == CI.n_cell_types
     assert cohort.obs["cell_subtype"].nunique() == CI.n_cell_types * CI.n_subtypes
     assert cohort.obs["batch"].nunique() == CI.n_batches
-    assert (cohort.obs.groupby("donor", observed=True)["batch"].nunique() == 1).all(), "donors nest in batches"
+    assert (cohort.obs.groupby("donor", observed=True)["batch"].nunique() == 1).all(), (
+        "donors nest in batches"
+    )
     assert cohort.obs.groupby("donor", observed=True).size().min() >= CI.min_cells_per_donor
     for modality in cohort.modalities:
         x = cohort.mdata[modality].X
@@ -88,7 +92,9 @@ def test_truth_is_complete_and_consistent(cohort):
     maf = pd.Series(np.minimum(maf, 1 - maf), index=variants)
     assert maf[truth.causal_variants].min() >= CI.causal_maf_min - 0.02  # missing calls move MAF slightly
     w_dxc = cohort.mdata["rna"].varm["true_W_DxC"]
-    assert w_dxc.shape == (CI.n_genes, CI.n_dxc) and ((w_dxc != 0).sum(axis=0) == CI.dxc_genes_per_program).all()
+    assert (
+        w_dxc.shape == (CI.n_genes, CI.n_dxc) and ((w_dxc != 0).sum(axis=0) == CI.dxc_genes_per_program).all()
+    )
 
 
 # -------------------------------------------------------------------------- determinism, overrides
@@ -152,7 +158,9 @@ def test_programs_are_visible_in_expression_of_their_cell_state(cohort):
         in_state = truth.cell_state[:, state] > 0.5
         score = log_expr[np.ix_(in_state, top)] @ np.sign(loadings[top, k])
         donor_mean = pd.Series(score).groupby(donors[in_state]).mean()
-        with_factor.append(stats.pearsonr(donor_mean, truth.donor_factors.loc[donor_mean.index].iloc[:, k])[0])
+        with_factor.append(
+            stats.pearsonr(donor_mean, truth.donor_factors.loc[donor_mean.index].iloc[:, k])[0]
+        )
         causal = truth.causal[truth.causal["factor"] == truth.donor_factors.columns[k]].iloc[0]
         signed = dosage.loc[donor_mean.index, causal["variant"]] * np.sign(causal["effect"])
         with_dosage.append(stats.pearsonr(donor_mean, signed)[0])
@@ -202,7 +210,9 @@ def _elevated_pairs(kinship: pd.DataFrame, threshold: float) -> list[tuple[int, 
 def test_related_pairs_stand_out_in_kinship(n_pairs):
     donors = [f"d{i:03d}" for i in range(60)]
     genotypes = simulate_genotypes(donors, n_variants=2000, seed=3, n_related_pairs=n_pairs)
-    pairs = _elevated_pairs(kinship_from_genotypes(genotypes), threshold=0.3)  # related ~0.5, unrelated ~0 +- 0.05
+    pairs = _elevated_pairs(
+        kinship_from_genotypes(genotypes), threshold=0.3
+    )  # related ~0.5, unrelated ~0 +- 0.05
     assert len(pairs) == n_pairs
     assert len({d for pair in pairs for d in pair}) == 2 * n_pairs, "related pairs are disjoint"
 
@@ -215,13 +225,17 @@ def test_cohort_kinship_shows_the_related_pairs(cohort):
 def test_simulated_genotypes_have_structure_missing_calls_and_a_variant_table():
     donors = [f"d{i:03d}" for i in range(80)]
     rng = np.random.default_rng(7)
-    genotypes = simulate_genotypes(donors, n_variants=400, seed=rng, fst=0.1, missing_rate=0.01, n_related_pairs=0)
+    genotypes = simulate_genotypes(
+        donors, n_variants=400, seed=rng, fst=0.1, missing_rate=0.01, n_related_pairs=0
+    )
     assert genotypes.dosage.shape == (80, 400)
     assert 0.003 < np.isnan(genotypes.dosage).mean() < 0.02
     observed = genotypes.dosage[~np.isnan(genotypes.dosage)]
     assert set(np.unique(observed)) == {0.0, 1.0, 2.0}
     frequency = genotypes.allele_frequencies()
-    assert np.minimum(frequency, 1 - frequency).min() >= 0.05 - 0.01, "cohort MAF filter (before missing calls)"
+    assert np.minimum(frequency, 1 - frequency).min() >= 0.05 - 0.01, (
+        "cohort MAF filter (before missing calls)"
+    )
     table = genotypes.variants
     assert table["id"].is_unique and (table["a1"] != table["a2"]).all()
     assert table.groupby("chrom")["pos"].apply(lambda pos: pos.is_monotonic_increasing).all()
@@ -251,8 +265,21 @@ def test_simulated_cohort_round_trips_through_disk_and_the_cli(name, tmp_path):
         with md.set_options(pull_on_update=pull), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             assert md.read_h5mu(folder / "cohort.h5mu").n_obs == cohort.n_cells
-    argv = ["--dataset", str(folder), "--models", "pca", "--preset", "ci", "--no-umap", "-q", "--probe-seeds", "1",
-            "--no-cache", "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = [
+        "--dataset",
+        str(folder),
+        "--models",
+        "pca",
+        "--preset",
+        "ci",
+        "--no-umap",
+        "-q",
+        "--probe-seeds",
+        "1",
+        "--no-cache",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0
     scores = read_scores(tmp_path / "run" / "scores.csv")
     assert {"association", "truth", "probe_cell_type"} <= set(scores.loc[scores["status"] == "ok", "task"])

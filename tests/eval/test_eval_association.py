@@ -60,8 +60,15 @@ def data():
 @pytest.fixture(scope="module")
 def glimix(data):
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    return lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, kinship=kinship,
-                    covariates=covariates, engine="glimix")
+    return lmm_scan(
+        phenotypes,
+        dosage,
+        donors=donors,
+        variant_ids=variants,
+        kinship=kinship,
+        covariates=covariates,
+        engine="glimix",
+    )
 
 
 def design(data):
@@ -125,21 +132,28 @@ def direct_gls(y, x, g, kinship, delta):
 @pytest.mark.parametrize("engine", ["batched", "glimix"])
 def test_effect_sizes_and_standard_errors_match_direct_gls(data, glimix, engine):
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    result = glimix if engine == "glimix" else lmm_scan(
-        phenotypes, dosage, donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates)
+    result = (
+        glimix
+        if engine == "glimix"
+        else lmm_scan(
+            phenotypes, dosage, donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates
+        )
+    )
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
     for f in (0, 3):
         for j in (0, 7, 50, 299):
-            p, beta, se = direct_gls(phenotypes.iloc[:, f].to_numpy(), design(data), imputed[:, j], kinship,
-                                     result.delta[f])
+            p, beta, se = direct_gls(
+                phenotypes.iloc[:, f].to_numpy(), design(data), imputed[:, j], kinship, result.delta[f]
+            )
             np.testing.assert_allclose([result.beta[f, j], result.se[f, j]], [beta, se], rtol=1e-8)
             np.testing.assert_allclose(np.log10(result.pvalues[f, j]), np.log10(p), rtol=1e-8, atol=1e-8)
 
 
 def test_ols_engine_matches_least_squares(data):
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates,
-                      engine="ols")
+    result = lmm_scan(
+        phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates, engine="ols"
+    )
     x, n = design(data), len(donors)
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
     y = phenotypes.iloc[:, 2].to_numpy()
@@ -169,7 +183,8 @@ def test_ols_intercept_only_slope_equals_linregress(data):
 
 def test_null_calibration_with_population_structure():
     phenotypes, dosage, donors, variants, kinship, covariates = cohort(
-        n=200, n_factors=20, n_variants=2000, seed=3, h2=0.5, structure=1.0)
+        n=200, n_factors=20, n_variants=2000, seed=3, h2=0.5, structure=1.0
+    )
     args = dict(donors=donors, variant_ids=variants, covariates=covariates)
     lmm = lmm_scan(phenotypes, dosage, kinship=kinship, **args)
     assert 0.9 <= lmm.lambda_gc() <= 1.1
@@ -184,8 +199,9 @@ def test_planted_effects_are_found(data):
     causal = {("D1", 10), ("D1", 20), ("D4", 30)}
     for factor, j in causal:
         planted[factor] += 0.8 * (imputed[:, j] - imputed[:, j].mean()) / imputed[:, j].std()
-    result = lmm_scan(planted, dosage, donors=donors, variant_ids=variants, kinship=kinship,
-                      covariates=covariates)
+    result = lmm_scan(
+        planted, dosage, donors=donors, variant_ids=variants, kinship=kinship, covariates=covariates
+    )
     hits = result.hits(0.05)
     found = {(f, int(v[2:])) for f, v in zip(hits["factor"], hits["variant"])}
     assert causal <= found
@@ -203,14 +219,16 @@ def test_monomorphic_variants_are_skipped_and_missing_calls_imputed(data):
     dosage[:, 6] = np.nan
     dosage[0, 6] = 1.0
     dosage[:3, 7], dosage[3:, 7] = np.nan, 2.0
-    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants[:20], kinship=kinship,
-                      covariates=covariates)
+    result = lmm_scan(
+        phenotypes, dosage, donors=donors, variant_ids=variants[:20], kinship=kinship, covariates=covariates
+    )
     assert result.n_monomorphic_skipped == 3
     assert np.all(np.isnan(result.pvalues[:, 5:8]))
     assert np.isfinite(np.delete(result.pvalues, [5, 6, 7], axis=1)).all()
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
-    again = lmm_scan(phenotypes, imputed, donors=donors, variant_ids=variants[:20], kinship=kinship,
-                     covariates=covariates)
+    again = lmm_scan(
+        phenotypes, imputed, donors=donors, variant_ids=variants[:20], kinship=kinship, covariates=covariates
+    )
     np.testing.assert_array_equal(np.isnan(again.pvalues), np.isnan(result.pvalues))
     np.testing.assert_allclose(again.pvalues, result.pvalues, rtol=1e-12)
 
@@ -219,9 +237,14 @@ def test_rows_are_aligned_by_donor_name_and_chunks_do_not_matter(data, tmp_path)
     phenotypes, dosage, donors, variants, kinship, covariates = data
     args = dict(donors=donors, variant_ids=variants, kinship=kinship)
     reference = lmm_scan(phenotypes, dosage, covariates=covariates, **args)
-    shuffled = lmm_scan(phenotypes.sample(frac=1, random_state=0), dosage,
-                        covariates=covariates.sample(frac=1, random_state=1), chunk_size=37,
-                        pvalues_path=tmp_path / "p.npy", **args)
+    shuffled = lmm_scan(
+        phenotypes.sample(frac=1, random_state=0),
+        dosage,
+        covariates=covariates.sample(frac=1, random_state=1),
+        chunk_size=37,
+        pvalues_path=tmp_path / "p.npy",
+        **args,
+    )
     assert isinstance(shuffled.pvalues, np.memmap)
     np.testing.assert_allclose(shuffled.pvalues, reference.pvalues, rtol=1e-10)
     np.testing.assert_allclose(np.load(tmp_path / "p.beta.npy"), reference.beta, rtol=1e-10)
@@ -263,10 +286,21 @@ def test_constant_factors_are_reported_not_tested(data):
 def test_glimix_engine_standard_errors_without_covariates(data):
     """glimix-core's single-covariate branch scales its SE itself; the engine must not scale it twice."""
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    result = lmm_scan(phenotypes.iloc[:, :2], dosage[:, :30], donors=donors, variant_ids=variants[:30],
-                      kinship=kinship, engine="glimix")
+    result = lmm_scan(
+        phenotypes.iloc[:, :2],
+        dosage[:, :30],
+        donors=donors,
+        variant_ids=variants[:30],
+        kinship=kinship,
+        engine="glimix",
+    )
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
     for j in (0, 29):
-        p, beta, se = direct_gls(phenotypes.iloc[:, 1].to_numpy(), np.ones((len(donors), 1)), imputed[:, j],
-                                 kinship, result.delta[1])
+        p, beta, se = direct_gls(
+            phenotypes.iloc[:, 1].to_numpy(),
+            np.ones((len(donors), 1)),
+            imputed[:, j],
+            kinship,
+            result.delta[1],
+        )
         np.testing.assert_allclose([result.beta[1, j], result.se[1, j]], [beta, se], rtol=1e-8)

@@ -27,11 +27,15 @@ def test_probe_equals_sklearn_computed_independently(toy):
     result = probe(view, labels, task="cell_type", n_seeds=3, test_size=0.25, seed=7)
     classes = np.unique(labels)
     for i in range(3):
-        x_train, x_test, y_train, y_test = train_test_split(view, labels, test_size=0.25, stratify=labels,
-                                                            random_state=7 + i)
+        x_train, x_test, y_train, y_test = train_test_split(
+            view, labels, test_size=0.25, stratify=labels, random_state=7 + i
+        )
         scaler = StandardScaler().fit(x_train)
-        predicted = LogisticRegression(max_iter=1000).fit(scaler.transform(x_train), y_train).predict(
-            scaler.transform(x_test))
+        predicted = (
+            LogisticRegression(max_iter=1000)
+            .fit(scaler.transform(x_train), y_train)
+            .predict(scaler.transform(x_test))
+        )
         assert result.accuracy[i] == accuracy_score(y_test, predicted)
         assert result.balanced_accuracy[i] == balanced_accuracy_score(y_test, predicted)
         matrix = confusion_matrix(y_test, predicted, labels=classes)

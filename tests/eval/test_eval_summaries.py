@@ -66,8 +66,14 @@ def test_factor_and_cell_state_recovery():
     rng = np.random.default_rng(0)
     donors = [f"d{i}" for i in range(50)]
     truth = pd.DataFrame(rng.normal(size=(50, 2)), index=donors, columns=["p0", "p1"])
-    learned = pd.DataFrame({"f0": rng.normal(size=50), "f1": -2 * truth["p1"].to_numpy(),
-                            "f2": truth["p0"].to_numpy() + 0.1 * rng.normal(size=50)}, index=donors)
+    learned = pd.DataFrame(
+        {
+            "f0": rng.normal(size=50),
+            "f1": -2 * truth["p1"].to_numpy(),
+            "f2": truth["p0"].to_numpy() + 0.1 * rng.normal(size=50),
+        },
+        index=donors,
+    )
     result = factor_recovery(truth, learned.iloc[::-1])  # rows matched by name, not position
     assert result[0].details["per_program"]["p1"] == pytest.approx(1.0)
     assert result[0].details["best_factor"] == {"p0": "f2", "p1": "f1"}
@@ -109,8 +115,9 @@ def test_umap_grid_has_one_panel_per_view():
     rng = np.random.default_rng(0)
     coords = rng.normal(size=(90, 2))
     labels = np.repeat(["B", "T", "NK"], 30)
-    fig = plot_umap_grid({"livi / c": coords, "pca": coords[:, ::-1], "dmlivi / shared": -coords}, labels,
-                         n_cols=2)
+    fig = plot_umap_grid(
+        {"livi / c": coords, "pca": coords[:, ::-1], "dmlivi / shared": -coords}, labels, n_cols=2
+    )
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["livi / c", "pca", "dmlivi / shared"]
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["B", "NK", "T"]
@@ -136,10 +143,19 @@ def test_simulator_true_donor_factors_are_found():
     truth, genotypes = cohort.truth, cohort.genotypes
     donors = [str(d) for d in genotypes.donors]
     phenotypes = pd.concat([truth.donor_factors, truth.persistent_factors], axis=1)
-    result = lmm_scan(phenotypes, genotypes.dosage, donors=donors, variant_ids=list(genotypes.variants["id"]),
-                      kinship=cohort.kinship.loc[donors, donors].to_numpy())
-    scores = {m.name: m.value for m in association_truth(
-        result, [str(v) for v in truth.causal_variants], [str(v) for v in truth.null_variants])}
+    result = lmm_scan(
+        phenotypes,
+        genotypes.dosage,
+        donors=donors,
+        variant_ids=list(genotypes.variants["id"]),
+        kinship=cohort.kinship.loc[donors, donors].to_numpy(),
+    )
+    scores = {
+        m.name: m.value
+        for m in association_truth(
+            result, [str(v) for v in truth.causal_variants], [str(v) for v in truth.null_variants]
+        )
+    }
     assert scores["power"] >= 0.9
     assert 0.85 <= scores["lambda_gc_null"] <= 1.15
 

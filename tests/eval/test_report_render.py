@@ -22,9 +22,23 @@ from multilivi.eval.results import ScoreRow, not_run, scores_frame
 SUBTYPES = ["naive B", "memory B", "plasma", "transitional B"]
 CELL_TYPES = ["B", "CD4 T", "CD8 T", "NK", "monocyte"]
 CELL_VIEWS = {"livi": ["c"], "mslivi-50": ["c"], "dmlivi-50": ["shared", "all"], "emb-scvi": ["emb"]}
-DONOR_VIEWS = {"livi": ["D", "V"], "mslivi-50": ["D", "V"], "dmlivi-50": ["D", "V"], "emb-scvi": ["donor_means"]}
-SECTIONS = ["Run summary", "Reconstruction", "Probes", "Donor leakage", "Association", "Ground truth", "UMAP",
-            "Other metrics", "Skipped tasks"]
+DONOR_VIEWS = {
+    "livi": ["D", "V"],
+    "mslivi-50": ["D", "V"],
+    "dmlivi-50": ["D", "V"],
+    "emb-scvi": ["donor_means"],
+}
+SECTIONS = [
+    "Run summary",
+    "Reconstruction",
+    "Probes",
+    "Donor leakage",
+    "Association",
+    "Ground truth",
+    "UMAP",
+    "Other metrics",
+    "Skipped tasks",
+]
 # RNA NLL: mslivi worse than LIVI, dmlivi better; lambda_gc: LIVI 1.30, dmlivi 1.05 (closer to 1).
 NLL = {"livi": (1520.0, None), "mslivi-50": (1610.5, 310.2), "dmlivi-50": (1498.25, 280.7)}
 LAMBDA = {"livi": 1.30, "mslivi-50": 1.42, "dmlivi-50": 1.05, "emb-scvi": 0.97}
@@ -35,68 +49,158 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows: list[ScoreRow] = []
     for model, (rna, prot) in NLL.items():
-        rows += [ScoreRow(model, "-", "reconstruction", "nll_per_cell_rna", rna, higher_is_better=False),
-                 ScoreRow(model, "-", "reconstruction", "nll_per_feature_rna", rna / 2000, higher_is_better=False)]
+        rows += [
+            ScoreRow(model, "-", "reconstruction", "nll_per_cell_rna", rna, higher_is_better=False),
+            ScoreRow(model, "-", "reconstruction", "nll_per_feature_rna", rna / 2000, higher_is_better=False),
+        ]
         for ct in CELL_TYPES:
-            rows.append(ScoreRow(model, "-", "reconstruction", f"nll_per_cell_rna/{ct}", rna + rng.normal(0, 50),
-                                 higher_is_better=False))
+            rows.append(
+                ScoreRow(
+                    model,
+                    "-",
+                    "reconstruction",
+                    f"nll_per_cell_rna/{ct}",
+                    rna + rng.normal(0, 50),
+                    higher_is_better=False,
+                )
+            )
         if prot is None:
-            rows.append(ScoreRow(model, "-", "reconstruction", "nll_per_cell_prot", math.nan, higher_is_better=False,
-                                 status="skipped", reason="model has no protein decoder"))
+            rows.append(
+                ScoreRow(
+                    model,
+                    "-",
+                    "reconstruction",
+                    "nll_per_cell_prot",
+                    math.nan,
+                    higher_is_better=False,
+                    status="skipped",
+                    reason="model has no protein decoder",
+                )
+            )
         else:
-            rows.append(ScoreRow(model, "-", "reconstruction", "nll_per_cell_prot", prot, higher_is_better=False))
-        rows.append(ScoreRow(model, "-", "training", "fit_seconds", 40 + 30 * rng.random(), higher_is_better=False))
+            rows.append(
+                ScoreRow(model, "-", "reconstruction", "nll_per_cell_prot", prot, higher_is_better=False)
+            )
+        rows.append(
+            ScoreRow(model, "-", "training", "fit_seconds", 40 + 30 * rng.random(), higher_is_better=False)
+        )
     rows.append(not_run("emb-scvi", "-", "reconstruction", "an embedding has no decoder"))
     for model, views in CELL_VIEWS.items():
         for view in views:
             for task, classes in (("probe_cell_type", CELL_TYPES), ("probe_cell_subtype", SUBTYPES)):
                 base = 0.97 if task == "probe_cell_type" else 0.82
-                rows += [ScoreRow(model, view, task, "accuracy", base + rng.normal(0, 0.01), sd=0.004),
-                         ScoreRow(model, view, task, "balanced_accuracy", base - 0.05 + rng.normal(0, 0.01), sd=0.006)]
-                rows += [ScoreRow(model, view, task, f"class_accuracy/{c}", float(rng.uniform(0.6, 1.0)))
-                         for c in classes]
+                rows += [
+                    ScoreRow(model, view, task, "accuracy", base + rng.normal(0, 0.01), sd=0.004),
+                    ScoreRow(
+                        model, view, task, "balanced_accuracy", base - 0.05 + rng.normal(0, 0.01), sd=0.006
+                    ),
+                ]
+                rows += [
+                    ScoreRow(model, view, task, f"class_accuracy/{c}", float(rng.uniform(0.6, 1.0)))
+                    for c in classes
+                ]
             leak = 0.12 if model == "livi" else 0.35 + 0.1 * rng.random()
-            rows.append(ScoreRow(model, view, "probe_donor", "accuracy", leak, sd=0.02, higher_is_better=False))
+            rows.append(
+                ScoreRow(model, view, "probe_donor", "accuracy", leak, sd=0.02, higher_is_better=False)
+            )
     for model, views in DONOR_VIEWS.items():
         for view in views:
             pairs = int(rng.integers(5, 60))
-            rows += [ScoreRow(model, view, "association", "n_significant_pairs", pairs),
-                     ScoreRow(model, view, "association", "n_significant_variants", pairs // 2),
-                     ScoreRow(model, view, "association", "lambda_gc", LAMBDA[model] + (0.02 if view == "V" else 0),
-                              higher_is_better=False),
-                     ScoreRow(model, view, "association", "n_tests", 2000.0)]
-            rows += [ScoreRow(model, view, "truth", "power", float(rng.uniform(0.3, 0.9))),
-                     ScoreRow(model, view, "truth", "empirical_fdr", float(rng.uniform(0.0, 0.1)),
-                              higher_is_better=False),
-                     ScoreRow(model, view, "truth", "lambda_gc_null", NULL_LAMBDA.get((model, view), 1.01),
-                              higher_is_better=False)]
+            rows += [
+                ScoreRow(model, view, "association", "n_significant_pairs", pairs),
+                ScoreRow(model, view, "association", "n_significant_variants", pairs // 2),
+                ScoreRow(
+                    model,
+                    view,
+                    "association",
+                    "lambda_gc",
+                    LAMBDA[model] + (0.02 if view == "V" else 0),
+                    higher_is_better=False,
+                ),
+                ScoreRow(model, view, "association", "n_tests", 2000.0),
+            ]
+            rows += [
+                ScoreRow(model, view, "truth", "power", float(rng.uniform(0.3, 0.9))),
+                ScoreRow(
+                    model,
+                    view,
+                    "truth",
+                    "empirical_fdr",
+                    float(rng.uniform(0.0, 0.1)),
+                    higher_is_better=False,
+                ),
+                ScoreRow(
+                    model,
+                    view,
+                    "truth",
+                    "lambda_gc_null",
+                    NULL_LAMBDA.get((model, view), 1.01),
+                    higher_is_better=False,
+                ),
+            ]
             if view == "D":
-                rows += [ScoreRow(model, view, "truth", f"factor_recovery/program_{p}",
-                                  float(rng.uniform(0.4, 1))) for p in range(3)]
+                rows += [
+                    ScoreRow(model, view, "truth", f"factor_recovery/program_{p}", float(rng.uniform(0.4, 1)))
+                    for p in range(3)
+                ]
     rows.append(not_run("emb-scvi", "donor_means", "probe_donor", "donor means have one row per donor"))
     # metrics outside the SCORES.md vocabulary must still reach the report
-    rows += [ScoreRow(m, "c" if m != "dmlivi-50" else "shared", "truth", "cell_state_r2", r2)
-             for m, r2 in (("livi", 0.30), ("mslivi-50", 0.42), ("dmlivi-50", 0.25))]
-    rows += [ScoreRow("livi", "D", "truth", "calibration_slope", 0.97),
-             ScoreRow("livi", "-", "memory", "peak_rss_gb", 1.5, higher_is_better=False)]
-    rows.append(ScoreRow("mslivi-50", "V", "association", "*", math.nan, status="error",
-                         reason="LinAlgError: singular kinship <matrix>"))
+    rows += [
+        ScoreRow(m, "c" if m != "dmlivi-50" else "shared", "truth", "cell_state_r2", r2)
+        for m, r2 in (("livi", 0.30), ("mslivi-50", 0.42), ("dmlivi-50", 0.25))
+    ]
+    rows += [
+        ScoreRow("livi", "D", "truth", "calibration_slope", 0.97),
+        ScoreRow("livi", "-", "memory", "peak_rss_gb", 1.5, higher_is_better=False),
+    ]
+    rows.append(
+        ScoreRow(
+            "mslivi-50",
+            "V",
+            "association",
+            "*",
+            math.nan,
+            status="error",
+            reason="LinAlgError: singular kinship <matrix>",
+        )
+    )
     frame = scores_frame(rows)
     return frame if with_livi else frame.loc[frame["model"] != "livi"].reset_index(drop=True)
 
 
 def synthetic_meta() -> dict:
-    models = {m: {"family": m.split("-")[0], "config": {"n_factors": 10, "lambda_prot": 50, "train": {"epochs": 3}},
-                  "fit_seconds": 42.0, "cached": m == "livi", "status": "ok"} for m in CELL_VIEWS}
+    models = {
+        m: {
+            "family": m.split("-")[0],
+            "config": {"n_factors": 10, "lambda_prot": 50, "train": {"epochs": 3}},
+            "fit_seconds": 42.0,
+            "cached": m == "livi",
+            "status": "ok",
+        }
+        for m in CELL_VIEWS
+    }
     models["emb-scvi"] = {"family": "emb", "path": "/data/scvi.h5ad", "status": "ok"}
     models["pca"] = {"family": "pca", "n_components": 30, "status": "skipped", "reason": "no protein counts"}
     return {
-        "dataset": {"name": "sim-ci", "n_cells": 1200, "n_donors": 24, "modalities": {"rna": 2000, "prot": 30},
-                    "n_variants": 2000, "semi_synthetic": True, "note": "genotypes drawn from HWE at random MAF",
-                    "data_hash": "ab12cd", "simulated_truth": True},
-        "models": models, "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.4.0", "multilivi": "0.1.0"},
-        "git_sha": "0123456789abcdef", "argv": ["benchmarks.compare", "--preset", "ci"],
-        "created": "2025-01-01T00:00:00", "seed": 0, "preset": "ci", "wall_seconds": 321.5,
+        "dataset": {
+            "name": "sim-ci",
+            "n_cells": 1200,
+            "n_donors": 24,
+            "modalities": {"rna": 2000, "prot": 30},
+            "n_variants": 2000,
+            "semi_synthetic": True,
+            "note": "genotypes drawn from HWE at random MAF",
+            "data_hash": "ab12cd",
+            "simulated_truth": True,
+        },
+        "models": models,
+        "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.4.0", "multilivi": "0.1.0"},
+        "git_sha": "0123456789abcdef",
+        "argv": ["benchmarks.compare", "--preset", "ci"],
+        "created": "2025-01-01T00:00:00",
+        "seed": 0,
+        "preset": "ci",
+        "wall_seconds": 321.5,
     }
 
 
@@ -126,8 +230,16 @@ def test_files_written(report):
     assert md == run_dir / "report.md" and md.stat().st_size > 1000
     assert html == run_dir / "report.html" and html.stat().st_size > 10000
     pngs = {p.stem for p in (run_dir / "figures").glob("*.png")}
-    assert {"nll_tradeoff", "per_class_subtype", "per_class_cell_type", "association_counts",
-            "subtype_donor_accuracy", "power_fdr", "umap_grid", "qq_D"} <= pngs
+    assert {
+        "nll_tradeoff",
+        "per_class_subtype",
+        "per_class_cell_type",
+        "association_counts",
+        "subtype_donor_accuracy",
+        "power_fdr",
+        "umap_grid",
+        "qq_D",
+    } <= pngs
     assert not [p for p in run_dir.rglob(".*")], "temporary files were left behind"
     text = md.read_text()
     for name in pngs:
@@ -143,7 +255,7 @@ def test_sections_in_order(report):
     for section in SECTIONS:
         assert f">{section}</h2>" in page
     assert "genotypes of this cohort are simulated" in text
-    summary = text[text.index("## Run summary"):text.index("## Reconstruction")]
+    summary = text[text.index("## Run summary") : text.index("## Reconstruction")]
     assert "| modalities | rna (2,000), prot (30) |" in summary
     assert "train.epochs=3" in summary and "path=/data/scvi.h5ad" in summary
     assert "skipped: no protein counts" in summary
@@ -173,8 +285,12 @@ def test_compare_to_baseline_matches_views():
     assert shared.baseline_view == "c"
     assert cmp.loc[("emb-scvi", "donor_means", "association", "lambda_gc"), "baseline_view"] == "D"
     assert cmp.loc[("livi", "c", "probe_cell_type", "accuracy"), "arrow"] == ""
-    pca = scores_frame([ScoreRow("livi", "D", "association", "lambda_gc", 1.2, higher_is_better=False),
-                        ScoreRow("pca", "donor_means_rna", "association", "lambda_gc", 1.1, higher_is_better=False)])
+    pca = scores_frame(
+        [
+            ScoreRow("livi", "D", "association", "lambda_gc", 1.2, higher_is_better=False),
+            ScoreRow("pca", "donor_means_rna", "association", "lambda_gc", 1.1, higher_is_better=False),
+        ]
+    )
     assert compare_to_baseline(pca).iloc[1][["baseline_view", "arrow"]].tolist() == ["D", UP]
     # mslivi has no protein baseline in LIVI: no arrow rather than a made-up comparison
     assert cmp.loc[("mslivi-50", "-", "reconstruction", "nll_per_cell_prot"), "arrow"] == ""
@@ -187,7 +303,9 @@ def test_arrows_rendered(report):
     assert f"({DOWN} +90.5)" in ms_row
     dm_row = next(line for line in text.splitlines() if line.startswith("| dmlivi-50 | - | 1,498.2"))
     assert f"({UP} -21.75)" in dm_row
-    dm_assoc = next(line for line in text.splitlines() if line.startswith("| dmlivi-50 | D |") and "1.05 (" in line)
+    dm_assoc = next(
+        line for line in text.splitlines() if line.startswith("| dmlivi-50 | D |") and "1.05 (" in line
+    )
     assert f"1.05 ({UP} -0.25)" in dm_assoc
     page = html.read_text()
     assert f'<span class="delta down">{DOWN} +90.5</span>' in page
@@ -199,12 +317,12 @@ def test_arrows_rendered(report):
 def test_unplaced_metrics_are_shown(report):
     _, md, _ = report
     text = md.read_text()
-    truth = text[text.index("## Ground truth"):text.index("## UMAP")]
+    truth = text[text.index("## Ground truth") : text.index("## UMAP")]
     assert "### Further truth metrics" in truth and "calibration_slope" in truth
     ms = next(line for line in truth.splitlines() if line.startswith("| mslivi-50 | D |") and "0.98" in line)
     assert f"0.98 ({UP} -0.08)" in ms  # lambda-type metric: closer to 1 is better
     assert "0.25 (▼ -0.05 vs c)" in truth
-    other = text[text.index("## Other metrics"):text.index("## Skipped tasks")]
+    other = text[text.index("## Other metrics") : text.index("## Skipped tasks")]
     assert "peak_rss_gb" in other
     assert "class_accuracy/" not in text
 
@@ -212,7 +330,7 @@ def test_unplaced_metrics_are_shown(report):
 def test_skipped_rows_listed(report):
     _, md, html = report
     text = md.read_text()
-    skipped = text[text.index("## Skipped tasks"):]
+    skipped = text[text.index("## Skipped tasks") :]
     assert "an embedding has no decoder" in skipped
     assert "model has no protein decoder" in skipped
     assert "donor means have one row per donor" in skipped
@@ -220,7 +338,7 @@ def test_skipped_rows_listed(report):
     page = html.read_text()
     assert "singular kinship &lt;matrix&gt;" in page and "<matrix>" not in page
     # a task that did not run also shows in its section's table, not only at the end
-    recon = text[text.index("## Reconstruction"):text.index("## Probes")]
+    recon = text[text.index("## Reconstruction") : text.index("## Probes")]
     assert "| emb-scvi | - | skipped | skipped | skipped |" in recon
 
 
@@ -276,8 +394,12 @@ def test_report_without_livi(tmp_path):
 
 def test_figures_absent_rows_give_none():
     empty = synthetic_scores().iloc[:0]
-    for make in (figures.nll_tradeoff, figures.association_counts, figures.subtype_and_donor_accuracy,
-                 figures.power_fdr):
+    for make in (
+        figures.nll_tradeoff,
+        figures.association_counts,
+        figures.subtype_and_donor_accuracy,
+        figures.power_fdr,
+    ):
         assert make(empty) is None
     assert figures.per_class_accuracy(empty, "probe_cell_type") is None
     with pytest.raises(ValueError, match="probe_cell_subtype"):
@@ -307,10 +429,21 @@ def test_headless_screenshot(report, tmp_path):
         pytest.skip("no chromium/google-chrome on PATH; HTML well-formedness is checked by the other tests")
     _, _, html = report
     shot = tmp_path / "report.png"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
-           html.resolve().as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        html.resolve().as_uri(),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000
     pixels = mpimg.imread(shot)

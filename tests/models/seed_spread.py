@@ -28,12 +28,33 @@ from multilivi.data.simulate import SimulationConfig, simulate
 from multilivi.eval.truth import factor_recovery, factor_recovery_chance
 from multilivi.models import FAMILIES
 
-TINY = {"epochs": 8, "warmup_epochs": 4, "batch_size": 256, "lr": 1e-2, "progress": False, "encoder_hidden": (32, 16),
-        "n_latent": 5, "n_dxc": 4, "n_v": 2, "device": "cpu"}  # fmt: skip
-TINY_DM = {"prot_shared_hidden": (16, 8), "rna_specific_hidden": (16, 8), "prot_specific_hidden": (8,),
-           "n_rna_specific": 3, "n_prot_specific": 2}  # fmt: skip
-LOSS_VARIANTS = {"livi": {}, "mslivi": {}, "dmlivi": {}, "mslivi nbmix": {"protein_likelihood": "nbmix"},
-                 "dmlivi nbmix": {"protein_likelihood": "nbmix"}, "dmlivi all": {"interaction_input": "all"}}  # fmt: skip
+TINY = {
+    "epochs": 8,
+    "warmup_epochs": 4,
+    "batch_size": 256,
+    "lr": 1e-2,
+    "progress": False,
+    "encoder_hidden": (32, 16),
+    "n_latent": 5,
+    "n_dxc": 4,
+    "n_v": 2,
+    "device": "cpu",
+}
+TINY_DM = {
+    "prot_shared_hidden": (16, 8),
+    "rna_specific_hidden": (16, 8),
+    "prot_specific_hidden": (8,),
+    "n_rna_specific": 3,
+    "n_prot_specific": 2,
+}
+LOSS_VARIANTS = {
+    "livi": {},
+    "mslivi": {},
+    "dmlivi": {},
+    "mslivi nbmix": {"protein_likelihood": "nbmix"},
+    "dmlivi nbmix": {"protein_likelihood": "nbmix"},
+    "dmlivi all": {"interaction_input": "all"},
+}
 
 
 def tiny_config(family: str, **overrides):
@@ -55,7 +76,9 @@ def simulated(config: SimulationConfig) -> Cohort:
         return simulate(config, seed=0)
 
 
-def recovery(family: str, preset: str, cohort: Cohort, split: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, float]:
+def recovery(
+    family: str, preset: str, cohort: Cohort, split: tuple[np.ndarray, np.ndarray], seed: int
+) -> dict[str, float]:
     """Cell-type probe accuracy of the cell-state view and per-program best |r| of the D factors.
 
     Returns ``accuracy`` (held-out logistic probe on the standardised view: ``c``, DMLIVI's ``all``),
@@ -67,11 +90,18 @@ def recovery(family: str, preset: str, cohort: Cohort, split: tuple[np.ndarray, 
     model = FAMILIES[family][0]().fit(cohort, train, config)
     x = StandardScaler().fit_transform(model.views(cohort)["all" if family == "dmlivi" else "c"])
     labels = cohort.labels("cell_type")
-    accuracy = LogisticRegression(max_iter=2000).fit(x[train], labels[train]).score(x[heldout], labels[heldout])
+    accuracy = (
+        LogisticRegression(max_iter=2000).fit(x[train], labels[train]).score(x[heldout], labels[heldout])
+    )
     factors = model.donor_factors()["D"]
     values = np.array(list(best_correlations(cohort.truth.donor_factors, factors).values()))
-    return {"accuracy": float(accuracy), "mean_best": float(values.mean()), "median_best": float(np.median(values)),
-            "min_best": float(values.min()), "chance_99": factor_recovery_chance(cohort.truth.donor_factors, factors.shape[1])}  # fmt: skip
+    return {
+        "accuracy": float(accuracy),
+        "mean_best": float(values.mean()),
+        "median_best": float(np.median(values)),
+        "min_best": float(values.min()),
+        "chance_99": factor_recovery_chance(cohort.truth.donor_factors, factors.shape[1]),
+    }
 
 
 def best_correlations(truth: pd.DataFrame, learned: pd.DataFrame) -> dict[str, float]:
@@ -82,7 +112,9 @@ def best_correlations(truth: pd.DataFrame, learned: pd.DataFrame) -> dict[str, f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Seed spread of the recovery tests' measures")
     parser.add_argument("--seeds", type=int, default=10, help="training seeds of the ci-preset runs")
-    parser.add_argument("--quick-seeds", type=int, default=5, help="training seeds of the quick-preset LIVI run")
+    parser.add_argument(
+        "--quick-seeds", type=int, default=5, help="training seeds of the quick-preset LIVI run"
+    )
     parser.add_argument("--what", nargs="+", choices=("loss", "recovery"), default=["loss", "recovery"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default=None, help="file stem of the tables (default: the measures)")
@@ -95,18 +127,25 @@ def main(argv: list[str] | None = None) -> int:
         for variant, overrides in LOSS_VARIANTS.items():
             family = variant.split()[0]
             for seed in range(args.seeds):
-                rows.append({"test": f"loss {variant}", "family": family, "seed": seed}
-                            | loss_decrease(family, ci, ci_split[0], seed, **overrides))  # fmt: skip
+                rows.append(
+                    {"test": f"loss {variant}", "family": family, "seed": seed}
+                    | loss_decrease(family, ci, ci_split[0], seed, **overrides)
+                )
     if "recovery" in args.what:
         for family in FAMILIES:
             for seed in range(args.seeds):
-                rows.append({"test": "ci", "family": family, "seed": seed} | recovery(family, "ci", ci, ci_split, seed))
+                rows.append(
+                    {"test": "ci", "family": family, "seed": seed}
+                    | recovery(family, "ci", ci, ci_split, seed)
+                )
                 print(rows[-1], flush=True)
         default = simulated(SimulationConfig())
         default_split = split_cells(default, frac=0.1, seed=0)
         for seed in range(args.quick_seeds):
-            rows.append({"test": "quick", "family": "livi", "seed": seed}
-                        | recovery("livi", "quick", default, default_split, seed))  # fmt: skip
+            rows.append(
+                {"test": "quick", "family": "livi", "seed": seed}
+                | recovery("livi", "quick", default, default_split, seed)
+            )
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -60,11 +60,17 @@ def test_nb_mixture_reduces_to_nb_at_the_boundary_and_is_finite_at_zero() -> Non
     x, mu_bg, theta = _nb_case(3)
     mu_fg = mu_bg + 10.0
     big = torch.tensor(500.0, dtype=torch.float64)
-    np.testing.assert_allclose(log_nb_mixture(x, mu_bg, mu_fg, theta, -big), log_nb(x, mu_fg, theta), atol=1e-9)
-    np.testing.assert_allclose(log_nb_mixture(x, mu_bg, mu_fg, theta, big), log_nb(x, mu_bg, theta), atol=1e-9)
+    np.testing.assert_allclose(
+        log_nb_mixture(x, mu_bg, mu_fg, theta, -big), log_nb(x, mu_fg, theta), atol=1e-9
+    )
+    np.testing.assert_allclose(
+        log_nb_mixture(x, mu_bg, mu_fg, theta, big), log_nb(x, mu_bg, theta), atol=1e-9
+    )
     zeros = torch.zeros(4, 3)
     for logit in (-1e4, 0.0, 1e4):
-        out = log_nb_mixture(zeros, torch.full((4, 3), 1e-3), torch.full((4, 3), 1e3), torch.ones(3), torch.tensor(logit))
+        out = log_nb_mixture(
+            zeros, torch.full((4, 3), 1e-3), torch.full((4, 3), 1e3), torch.ones(3), torch.tensor(logit)
+        )
         assert torch.isfinite(out).all()
 
 
@@ -113,7 +119,10 @@ def test_assignment_penalty_closed_form() -> None:
 
 def test_kl_standard_normal_matches_torch() -> None:
     g = torch.Generator().manual_seed(0)
-    mu, logvar = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(6, 5, generator=g, dtype=torch.float64)
+    mu, logvar = (
+        torch.randn(6, 5, generator=g, dtype=torch.float64),
+        torch.randn(6, 5, generator=g, dtype=torch.float64),
+    )
     expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
     np.testing.assert_allclose(kl_standard_normal(mu, logvar), expected, rtol=1e-12)
 
@@ -123,7 +132,9 @@ def test_correlation_penalty_matches_numpy_corrcoef() -> None:
     a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
     b[:, 0] += 2 * a[:, 1]
     expected = (np.corrcoef(a.T, b.T)[:3, 3:] ** 2).sum()
-    assert correlation_penalty(torch.from_numpy(a), torch.from_numpy(b)).item() == pytest.approx(expected, rel=1e-8)
+    assert correlation_penalty(torch.from_numpy(a), torch.from_numpy(b)).item() == pytest.approx(
+        expected, rel=1e-8
+    )
 
 
 def test_encoder_structure_and_scale_floor() -> None:

@@ -20,7 +20,9 @@ def fit(family: str, cohort: Cohort, train_idx: np.ndarray, **overrides) -> Mode
     return FAMILIES[family][0]().fit(cohort, train_idx, tiny_config(family, **overrides))
 
 
-def modified_cohort(cohort: Cohort, *, features: bool = False, donors: bool = False, rna_only: bool = False) -> Cohort:
+def modified_cohort(
+    cohort: Cohort, *, features: bool = False, donors: bool = False, rna_only: bool = False
+) -> Cohort:
     """A copy of ``cohort`` with renamed RNA features and/or donors, or without protein."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -78,9 +80,13 @@ def test_history_records_every_term_and_the_stages(fitted) -> None:
     family, model = fitted
     history = pd.DataFrame(model.history_)
     assert list(history["stage"]) == [1.0] * 4 + [2.0] * 4
-    expected = {"loss", "nll_rna", "assign", "l1_rna"} | ({"kl"} if family != "dmlivi" else {"kl_c", "align", "disent"})
+    expected = {"loss", "nll_rna", "assign", "l1_rna"} | (
+        {"kl"} if family != "dmlivi" else {"kl_c", "align", "disent"}
+    )
     assert expected <= set(history.columns)
-    assert (history.loc[history["stage"] == 1, ["assign", "l1_rna"]] == 0).all().all()  # penalties: stage 2 only
+    assert (
+        (history.loc[history["stage"] == 1, ["assign", "l1_rna"]] == 0).all().all()
+    )  # penalties: stage 2 only
     assert np.isfinite(history.to_numpy()).all()
 
 
@@ -92,7 +98,9 @@ def test_loss_decreases_within_each_stage(fitted) -> None:
     assert loss[3] < loss[0] and loss[7] < loss[4]
 
 
-def test_views_are_deterministic_and_the_same_seed_refits_identically(fitted, ci_cohort: Cohort, ci_split) -> None:
+def test_views_are_deterministic_and_the_same_seed_refits_identically(
+    fitted, ci_cohort: Cohort, ci_split
+) -> None:
     family, model = fitted
     first = model.views(ci_cohort, ci_split[1])
     again = model.views(ci_cohort, ci_split[1])
@@ -104,13 +112,17 @@ def test_views_are_deterministic_and_the_same_seed_refits_identically(fitted, ci
     assert not np.allclose(first[next(iter(first))], other_seed[next(iter(first))])
 
 
-def test_stage_two_leaves_encoder_and_cell_state_decoders_unchanged(fitted, ci_cohort: Cohort, ci_split) -> None:
+def test_stage_two_leaves_encoder_and_cell_state_decoders_unchanged(
+    fitted, ci_cohort: Cohort, ci_split
+) -> None:
     family, model = fitted
     short = fit(family, ci_cohort, ci_split[0], epochs=5)  # same stage 1, one stage-2 epoch instead of four
     long_module, short_module = model.module_, short.module_
     for p_long, p_short in zip(long_module.cell_state_parameters(), short_module.cell_state_parameters()):
         assert torch.equal(p_long, p_short)
-    changed = [not torch.equal(a, b) for a, b in zip(long_module.donor_parameters(), short_module.donor_parameters())]
+    changed = [
+        not torch.equal(a, b) for a, b in zip(long_module.donor_parameters(), short_module.donor_parameters())
+    ]
     assert all(changed)
     assert long_module.stage is Stage.DONOR
 
@@ -150,8 +162,13 @@ def test_errors_on_a_cohort_with_other_features_or_donors(fitted, ci_cohort: Coh
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_clear_error_before_fit(family: str, tmp_path: Path, ci_cohort: Cohort) -> None:
     model = FAMILIES[family][0]()
-    for call in (lambda: model.views(ci_cohort), lambda: model.reconstruction_nll(ci_cohort), model.donor_factors,
-                 model.loadings, lambda: model.save(tmp_path / "x.pt")):  # fmt: skip
+    for call in (
+        lambda: model.views(ci_cohort),
+        lambda: model.reconstruction_nll(ci_cohort),
+        model.donor_factors,
+        model.loadings,
+        lambda: model.save(tmp_path / "x.pt"),
+    ):
         with pytest.raises(RuntimeError, match="not fitted"):
             call()
 
@@ -165,7 +182,9 @@ def test_multimodal_models_refuse_a_cohort_without_protein(family: str, ci_cohor
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_a_donor_without_training_cells_is_refused_before_training(family: str, ci_cohort: Cohort, ci_split) -> None:
+def test_a_donor_without_training_cells_is_refused_before_training(
+    family: str, ci_cohort: Cohort, ci_split
+) -> None:
     donors = ci_cohort.donor_names[ci_cohort.donor_index]
     train = ci_split[0][~np.isin(donors[ci_split[0]], ["d000", "d003"])]
     model = FAMILIES[family][0](tiny_config(family))
@@ -190,10 +209,14 @@ def test_protein_nb_mixture_option(family: str, ci_cohort: Cohort, ci_split) -> 
     decoder = model.module_.decoders["prot"]
     assert decoder.likelihood == "nbmix" and model.module_.decoders["rna"].likelihood == "nb"
     loss = [h["loss"] for h in model.history_]
-    assert loss[3] < loss[0] and loss[7] < loss[4]  # 10 seeds: ratios <= 0.896, <= 0.982 (1 is >= 3.3 sd above)
+    assert (
+        loss[3] < loss[0] and loss[7] < loss[4]
+    )  # 10 seeds: ratios <= 0.896, <= 0.982 (1 is >= 3.3 sd above)
     nb = fit(family, ci_cohort, ci_split[0])
     mix_nll = model.reconstruction_nll(ci_cohort, ci_split[1])["prot"]
-    assert np.isfinite(mix_nll).all() and not np.allclose(mix_nll, nb.reconstruction_nll(ci_cohort, ci_split[1])["prot"])
+    assert np.isfinite(mix_nll).all() and not np.allclose(
+        mix_nll, nb.reconstruction_nll(ci_cohort, ci_split[1])["prot"]
+    )
     assert {id(p) for p in (decoder.bg_logits, *decoder.w_pi.parameters())} <= {
         id(p) for p in model.module_.cell_state_parameters()
     }
@@ -205,7 +228,9 @@ def test_dmlivi_interaction_input_all(ci_cohort: Cohort, ci_split) -> None:
     loss = [h["loss"] for h in model.history_]
     assert loss[7] < loss[4]  # 10 seeds: loss[7]/loss[4] 0.954-0.974 (sd 0.007)
     shared = fit("dmlivi", ci_cohort, ci_split[0])
-    np.testing.assert_array_equal(model.views(ci_cohort)["all"], shared.views(ci_cohort)["all"])  # stage 1 alike
+    np.testing.assert_array_equal(
+        model.views(ci_cohort)["all"], shared.views(ci_cohort)["all"]
+    )  # stage 1 alike
     assert not np.allclose(model.donor_factors()["D"], shared.donor_factors()["D"])
 
 
@@ -220,11 +245,15 @@ def test_donor_stage_prot_scale_lowers_the_protein_weight_in_stage_2_only(
     assert module.reconstruction_weights() == {"rna": 1.0, "prot": 50.0}
     module.set_stage(Stage.DONOR)
     last = model.history_[-1]  # stage 2: the protein NLL is still reported but no longer in the loss
-    penalties = sum(v for k, v in last.items() if k not in ("epoch", "stage", "loss") and not k.startswith("nll"))
+    penalties = sum(
+        v for k, v in last.items() if k not in ("epoch", "stage", "loss") and not k.startswith("nll")
+    )
     assert last["loss"] == pytest.approx(last["nll_rna"] + penalties, rel=1e-5)
     prot = module.decoders["prot"]
     assert not prot.w_dxc.weight.any() and not prot.w_v.weight.any()  # no protein signal reaches D, V
     thesis = fit(family, ci_cohort, ci_split[0], prot_weight=50.0)
     view = "c" if family == "mslivi" else "all"
-    np.testing.assert_array_equal(model.views(ci_cohort)[view], thesis.views(ci_cohort)[view])  # stage 1 alike
+    np.testing.assert_array_equal(
+        model.views(ci_cohort)[view], thesis.views(ci_cohort)[view]
+    )  # stage 1 alike
     assert not np.allclose(model.donor_factors()["D"], thesis.donor_factors()["D"])

@@ -20,8 +20,14 @@ def test_family_spec_with_weight_and_typed_overrides() -> None:
     )
     config = build_config(spec, "ci", seed=7)
     assert isinstance(config, MultiSLIVIConfig)
-    assert (config.prot_weight, config.n_dxc, config.lr, config.encoder_hidden, config.batch_norm, config.seed) == (
-        50.0, 20, 1e-3, (256, 128), True, 7)  # fmt: skip
+    assert (
+        config.prot_weight,
+        config.n_dxc,
+        config.lr,
+        config.encoder_hidden,
+        config.batch_norm,
+        config.seed,
+    ) == (50.0, 20, 1e-3, (256, 128), True, 7)
     assert config.epochs == preset_config("mslivi", "ci").epochs
     assert spec.name == "mslivi-50_n_dxc-20_lr-1e-3_encoder_hidden-256_128_batch_norm-true"
 
@@ -30,7 +36,11 @@ def test_plain_specs_and_literal_overrides() -> None:
     assert parse_spec("livi") == ModelSpec("livi", "livi", None, ())
     config = build_config(parse_spec("dmlivi-100:interaction_input=all,protein_likelihood=nbmix"), "quick")
     assert isinstance(config, DMLIVIConfig)
-    assert (config.interaction_input, config.protein_likelihood, config.prot_weight) == ("all", "nbmix", 100.0)
+    assert (config.interaction_input, config.protein_likelihood, config.prot_weight) == (
+        "all",
+        "nbmix",
+        100.0,
+    )
     assert build_config(parse_spec("livi:seed=3"), "ci", seed=9).seed == 3  # the spec's own seed wins
 
 
@@ -77,10 +87,19 @@ def test_every_preset_builds(family: str, preset: str) -> None:
 
 def test_paper_preset_is_thesis_appendix_a1() -> None:
     config = preset_config("dmlivi", "paper")
-    assert (config.n_latent, config.n_rna_specific, config.n_prot_specific, config.n_dxc, config.n_v) == (15, 5, 2, 100, 5)
+    assert (config.n_latent, config.n_rna_specific, config.n_prot_specific, config.n_dxc, config.n_v) == (
+        15,
+        5,
+        2,
+        100,
+        5,
+    )
     assert config.encoder_hidden == (5000, 2000, 500, 100)
     assert (config.prot_shared_hidden, config.rna_specific_hidden, config.prot_specific_hidden) == (
-        (200, 100), (2000, 500, 100), (100, 50))  # fmt: skip
+        (200, 100),
+        (2000, 500, 100),
+        (100, 50),
+    )
     assert (config.lr, config.warmup_epochs, config.l1_weight, config.a_weight) == (8e-4, 90, 1e-3, 1e-3)
 
 

@@ -44,9 +44,14 @@ def test_train_config_range_checks_name_the_field(kwargs: dict, field: str) -> N
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"n_latent": 0}, "n_latent"), ({"n_v": -1}, "n_v"), ({"encoder_hidden": ()}, "encoder_hidden"),
-     ({"encoder_input": "log"}, "encoder_input"), ({"l1_weight": -1.0}, "l1_weight")],
-)  # fmt: skip
+    [
+        ({"n_latent": 0}, "n_latent"),
+        ({"n_v": -1}, "n_v"),
+        ({"encoder_hidden": ()}, "encoder_hidden"),
+        ({"encoder_input": "log"}, "encoder_input"),
+        ({"l1_weight": -1.0}, "l1_weight"),
+    ],
+)
 def test_model_config_range_checks_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         LIVIConfig(**kwargs)
@@ -100,7 +105,9 @@ def test_set_stage_switches_trainable_groups_and_donor_terms(ci_cohort: Cohort) 
 
 
 def test_non_finite_loss_names_the_term_and_epoch(ci_cohort: Cohort) -> None:
-    config = LIVIConfig(epochs=3, warmup_epochs=1, encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1, progress=False)
+    config = LIVIConfig(
+        epochs=3, warmup_epochs=1, encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1, progress=False
+    )
     module = SharedLatentModule(config, {"rna": 150}, ci_cohort.n_donors, {"rna": 1.0}, {"rna": "nb"})
     with torch.no_grad():
         module.decoders["rna"].log_theta.fill_(float("nan"))

@@ -23,7 +23,11 @@ def good_mdata(n_cells: int = N_CELLS, n_donors: int = N_DONORS) -> md.MuData:
 
 
 def write_folder(
-    folder: Path, mdata: md.MuData | None = None, donors: Sequence[str] | None = DONORS, *, n_variants: int = 40
+    folder: Path,
+    mdata: md.MuData | None = None,
+    donors: Sequence[str] | None = DONORS,
+    *,
+    n_variants: int = 40,
 ) -> Path:
     """A cohort folder written by hand (no validation): ``cohort.h5mu`` + ``genotypes.{bed,bim,fam}``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,15 +60,38 @@ def with_rna_counts(mdata: md.MuData, x: np.ndarray) -> md.MuData:
     return build(**mods)
 
 
-def cli(tmp_path: Path, folder: Path | str, *extra: str, models: Sequence[str] = ("livi",), out: Path | None = None) -> int:
+def cli(
+    tmp_path: Path,
+    folder: Path | str,
+    *extra: str,
+    models: Sequence[str] = ("livi",),
+    out: Path | None = None,
+) -> int:
     """Run the comparison CLI on ``folder`` with the run folder ``tmp_path/run`` and cache ``tmp_path/cache``."""
     out = tmp_path / "run" if out is None else out
-    argv = ["--dataset", str(folder), "--preset", "ci", "--models", *models, "--out", str(out), "--no-umap", "-q",
-            "--probe-seeds", "2", "--cache", str(tmp_path / "cache"), *extra]  # fmt: skip
+    argv = [
+        "--dataset",
+        str(folder),
+        "--preset",
+        "ci",
+        "--models",
+        *models,
+        "--out",
+        str(out),
+        "--no-umap",
+        "-q",
+        "--probe-seeds",
+        "2",
+        "--cache",
+        str(tmp_path / "cache"),
+        *extra,
+    ]
     return main(argv)
 
 
-def refused(tmp_path: Path, capsys, folder: Path | str, *extra: str, models: Sequence[str] = ("livi",)) -> str:
+def refused(
+    tmp_path: Path, capsys, folder: Path | str, *extra: str, models: Sequence[str] = ("livi",)
+) -> str:
     """Run the CLI, assert it refused before training (exit 2, nothing written), return the message."""
     capsys.readouterr()
     assert cli(tmp_path, folder, *extra, models=models) == 2

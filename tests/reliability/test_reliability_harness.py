@@ -42,9 +42,18 @@ def _embedding(cohort: Cohort) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda f: f.iloc[5:], "5 cohort cells have no embedding row ('cell0000', 'cell0001', 'cell0002', 'cell0003', 'cell0004') and 0 rows"),
-        (lambda f: pd.concat([f, f.iloc[:2].set_axis(["x1", "x2"])]), "2 rows are not cohort cells ('x1', 'x2'); embed exactly the cohort's cells"),
-        (lambda f: f.mask(np.broadcast_to((f.index == "cell0009")[:, None], f.shape)), "1 cells have NaN or infinite embedding values ('cell0009')"),
+        (
+            lambda f: f.iloc[5:],
+            "5 cohort cells have no embedding row ('cell0000', 'cell0001', 'cell0002', 'cell0003', 'cell0004') and 0 rows",
+        ),
+        (
+            lambda f: pd.concat([f, f.iloc[:2].set_axis(["x1", "x2"])]),
+            "2 rows are not cohort cells ('x1', 'x2'); embed exactly the cohort's cells",
+        ),
+        (
+            lambda f: f.mask(np.broadcast_to((f.index == "cell0009")[:, None], f.shape)),
+            "1 cells have NaN or infinite embedding values ('cell0009')",
+        ),
     ],
     ids=["missing-cells", "extra-cells", "nan-row"],
 )
@@ -57,7 +66,10 @@ def test_npy_embedding_with_a_sidecar_of_another_length(tmp_path, capsys, folder
     np.save(tmp_path / "e.npy", _embedding(cohort).to_numpy())
     (tmp_path / "e.cells.txt").write_text("\n".join(cohort.cell_names[:-1]))
     err = refused(tmp_path, capsys, folder, models=["livi", f"emb:{tmp_path}/e.npy"])
-    assert f"embedding of shape ({cohort.n_cells}, 4) does not have one row per cell id ({cohort.n_cells - 1})" in err
+    assert (
+        f"embedding of shape ({cohort.n_cells}, 4) does not have one row per cell id ({cohort.n_cells - 1})"
+        in err
+    )
 
 
 def test_embedding_rows_in_another_order_score_the_same(tmp_path, folder, cohort):
@@ -82,7 +94,9 @@ def test_embedding_with_numeric_looking_cell_ids(tmp_path):
     _embedding(cohort).to_csv(tmp_path / "e.csv")
     factors = pd.DataFrame({"f": np.arange(cohort.n_donors, dtype=float)}, index=cohort.donor_names)
     factors.to_csv(tmp_path / "f.csv")
-    assert cli(tmp_path, folder, models=[f"emb:{tmp_path}/e.csv:donor_factors={tmp_path}/f.csv,name=tool"]) == 0
+    assert (
+        cli(tmp_path, folder, models=[f"emb:{tmp_path}/e.csv:donor_factors={tmp_path}/f.csv,name=tool"]) == 0
+    )
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -104,14 +118,20 @@ def _other_cohort(cohort: Cohort, rename) -> Cohort:
 @pytest.mark.parametrize(
     ("rename", "message"),
     [
-        (lambda m: setattr(m["rna"], "var_names", [f"ENSG{j:05d}" for j in range(30)]),
-         "the cohort's rna features differ from the model's training rna features: 30 unknown (['ENSG00000'"
-         ", 'ENSG00001', 'ENSG00002', 'ENSG00003', 'ENSG00004']), 30 missing (['g000'"),
-        (lambda m: setattr(m["rna"], "var_names", list(m["rna"].var_names[::-1])),
-         "the cohort's rna features are the training rna features in a different order; reorder them to match"),
-        (lambda m: m.obs.__setitem__("donor", [d.replace("d", "donor_") for d in m.obs["donor"]]),
-         "the cohort's donors differ from the model's training donors: 6 unknown (['donor_00', 'donor_01', "
-         "'donor_02', 'donor_03', 'donor_04']); use the cohort the model was trained on"),
+        (
+            lambda m: setattr(m["rna"], "var_names", [f"ENSG{j:05d}" for j in range(30)]),
+            "the cohort's rna features differ from the model's training rna features: 30 unknown (['ENSG00000'"
+            ", 'ENSG00001', 'ENSG00002', 'ENSG00003', 'ENSG00004']), 30 missing (['g000'",
+        ),
+        (
+            lambda m: setattr(m["rna"], "var_names", list(m["rna"].var_names[::-1])),
+            "the cohort's rna features are the training rna features in a different order; reorder them to match",
+        ),
+        (
+            lambda m: m.obs.__setitem__("donor", [d.replace("d", "donor_") for d in m.obs["donor"]]),
+            "the cohort's donors differ from the model's training donors: 6 unknown (['donor_00', 'donor_01', "
+            "'donor_02', 'donor_03', 'donor_04']); use the cohort the model was trained on",
+        ),
     ],
     ids=["other-features", "feature-order", "other-donors"],
 )
@@ -140,7 +160,9 @@ def test_cache_key_follows_the_data(cohort):
     entry = Entry(resolve_spec("livi"), config=build_config(resolve_spec("livi"), "ci", seed=0))
     heldout = split_cells(cohort, seed=0)[1]
     assert cache_key(entry, cohort, heldout) != cache_key(entry, changed, heldout)
-    assert cache_key(entry, cohort, heldout) == cache_key(entry, Cohort(cohort.mdata, genotypes=cohort.genotypes), heldout)
+    assert cache_key(entry, cohort, heldout) == cache_key(
+        entry, Cohort(cohort.mdata, genotypes=cohort.genotypes), heldout
+    )
 
 
 @pytest.mark.slow
@@ -151,26 +173,37 @@ def test_cache_never_serves_a_model_trained_on_other_data(tmp_path, folder, coho
     other = write_folder(tmp_path / "other", with_rna_counts(cohort.mdata, x))
     assert cli(tmp_path, other, out=tmp_path / "b") == 0
     assert cli(tmp_path, folder, out=tmp_path / "c") == 0
-    cached = [json.loads((tmp_path / r / "results.json").read_text())["models"]["livi"]["cached"] for r in "abc"]
+    cached = [
+        json.loads((tmp_path / r / "results.json").read_text())["models"]["livi"]["cached"] for r in "abc"
+    ]
     assert cached == [False, False, True]
     assert len(list((tmp_path / "cache").glob("livi-*"))) == 2
 
 
 # ------------------------------------------------------------------------------------- baselines
 def test_baseline_for_other_models_or_at_its_own_seeds(tmp_path, capsys, folder):
-    baseline = {"schema_version": gate.SCHEMA_VERSION, "models": ["livi", "mslivi-50"], "seeds": [100, 101], "entries": []}
+    baseline = {
+        "schema_version": gate.SCHEMA_VERSION,
+        "models": ["livi", "mslivi-50"],
+        "seeds": [100, 101],
+        "entries": [],
+    }
     gate.write_baseline(baseline, tmp_path / "b.json")
     err = refused(tmp_path, capsys, folder, "--check", str(tmp_path / "b.json"), models=["livi", "dmlivi-50"])
     assert "the baseline covers models ['livi', 'mslivi-50'], not ['dmlivi-50']" in err
     assert "--update-baseline" in err
-    err = refused(tmp_path, capsys, folder, "--check", str(tmp_path / "b.json"), "--seed", "101", models=["livi"])
+    err = refused(
+        tmp_path, capsys, folder, "--check", str(tmp_path / "b.json"), "--seed", "101", models=["livi"]
+    )
     assert "seed 101 is one of the baseline's seeds (100..101)" in err and "pass another --seed" in err
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [('{"something": 1}', "is not a multilivi baseline; regenerate it with --update-baseline"),
-     (None, "does not exist; create it with --update-baseline")],
+    [
+        ('{"something": 1}', "is not a multilivi baseline; regenerate it with --update-baseline"),
+        (None, "does not exist; create it with --update-baseline"),
+    ],
     ids=["not-a-baseline", "missing"],
 )
 def test_unusable_baseline_file(tmp_path, capsys, folder, content, message):
@@ -185,7 +218,10 @@ def test_run_folder_that_cannot_be_written(tmp_path, capsys, folder):
     capsys.readouterr()
     assert cli(tmp_path, folder, out=tmp_path / "a_file" / "run") == 2
     err = capsys.readouterr().err
-    assert f"cannot write the run folder {tmp_path}/a_file/run (Not a directory); pass a writable --out DIR" in err
+    assert (
+        f"cannot write the run folder {tmp_path}/a_file/run (Not a directory); pass a writable --out DIR"
+        in err
+    )
     assert cli(tmp_path, folder, out=tmp_path / "a_file") == 2
     assert "(File exists); pass a writable --out DIR" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
@@ -194,16 +230,36 @@ def test_run_folder_that_cannot_be_written(tmp_path, capsys, folder):
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [("--cache", "cannot write the model cache {p} (Not a directory); pass a writable --cache DIR (or --no-cache)"),
-     ("--update-baseline", "cannot write the baseline folder {p} (Not a directory); pass a writable --update-baseline")],
+    [
+        (
+            "--cache",
+            "cannot write the model cache {p} (Not a directory); pass a writable --cache DIR (or --no-cache)",
+        ),
+        (
+            "--update-baseline",
+            "cannot write the baseline folder {p} (Not a directory); pass a writable --update-baseline",
+        ),
+    ],
     ids=["cache", "update-baseline"],
 )
 def test_cache_or_baseline_that_cannot_be_written(tmp_path, capsys, folder, option, message):
     (tmp_path / "a_file").write_text("x")
     target = tmp_path / "a_file" / "sub"
     capsys.readouterr()
-    argv = ["--dataset", str(folder), "--preset", "ci", "--models", "livi", "--out", str(tmp_path / "run"), "-q",
-            "--no-umap", option, str(target / "x.json" if option == "--update-baseline" else target)]  # fmt: skip
+    argv = [
+        "--dataset",
+        str(folder),
+        "--preset",
+        "ci",
+        "--models",
+        "livi",
+        "--out",
+        str(tmp_path / "run"),
+        "-q",
+        "--no-umap",
+        option,
+        str(target / "x.json" if option == "--update-baseline" else target),
+    ]
     if option != "--cache":
         argv += ["--cache", str(tmp_path / "cache")]
     from benchmarks.compare import main

@@ -87,7 +87,10 @@ def test_zero_padded_donor_ids_survive_kinship_and_covariate_tables(tmp_path):
 def test_padded_and_unpadded_ids_are_named_side_by_side(tmp_path, capsys):
     folder = write_folder(tmp_path / "c", donors=[str(d) for d in range(6)])  # cells say d00..d05
     err = refused(tmp_path, capsys, folder)
-    assert "('d00', 'd01', 'd02', 'd03', 'd04' and 1 more)" in err and "('0', '1', '2', '3', '4' and 1 more)" in err
+    assert (
+        "('d00', 'd01', 'd02', 'd03', 'd04' and 1 more)" in err
+        and "('0', '1', '2', '3', '4' and 1 more)" in err
+    )
     assert "no donor id is in both" in err
 
 
@@ -95,18 +98,38 @@ def test_padded_and_unpadded_ids_are_named_side_by_side(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda x: x * 0.5, "counts of 'rna' are not integers (e.g. 1.5); pass raw counts (often adata.layers['counts'])"),
-        (lambda x: x - 5, "counts of 'rna' contain negative values (min -5.0); pass raw counts, not scaled or log"),
-        (lambda x: np.where(np.arange(x.shape[1]) == 3, np.nan, x), f"counts of 'rna' contain {N_CELLS} NaN or infinite values"),
-        (lambda x: np.where(np.arange(x.shape[1]) == 3, np.inf, x), f"counts of 'rna' contain {N_CELLS} NaN or infinite values"),
-        (lambda x: np.where(np.arange(x.shape[0])[:, None] == 7, 0, x), "1 cells have zero rna counts ('cell0007'); remove empty cells"),
-        (lambda x: np.where(np.arange(x.shape[1]) == 5, 0, x), "1 rna features have zero counts in every cell ('g005'); drop them"),
+        (
+            lambda x: x * 0.5,
+            "counts of 'rna' are not integers (e.g. 1.5); pass raw counts (often adata.layers['counts'])",
+        ),
+        (
+            lambda x: x - 5,
+            "counts of 'rna' contain negative values (min -5.0); pass raw counts, not scaled or log",
+        ),
+        (
+            lambda x: np.where(np.arange(x.shape[1]) == 3, np.nan, x),
+            f"counts of 'rna' contain {N_CELLS} NaN or infinite values",
+        ),
+        (
+            lambda x: np.where(np.arange(x.shape[1]) == 3, np.inf, x),
+            f"counts of 'rna' contain {N_CELLS} NaN or infinite values",
+        ),
+        (
+            lambda x: np.where(np.arange(x.shape[0])[:, None] == 7, 0, x),
+            "1 cells have zero rna counts ('cell0007'); remove empty cells",
+        ),
+        (
+            lambda x: np.where(np.arange(x.shape[1]) == 5, 0, x),
+            "1 rna features have zero counts in every cell ('g005'); drop them",
+        ),
     ],
     ids=["non-integer", "negative", "nan", "infinite", "empty-cell", "silent-feature"],
 )
 def test_bad_counts(tmp_path, capsys, corrupt, message):
     mdata = good_mdata()
-    folder = write_folder(tmp_path / "c", with_rna_counts(mdata, corrupt(mdata["rna"].X.toarray().astype(np.float64))))
+    folder = write_folder(
+        tmp_path / "c", with_rna_counts(mdata, corrupt(mdata["rna"].X.toarray().astype(np.float64)))
+    )
     assert message in refused(tmp_path, capsys, folder)
 
 
@@ -115,7 +138,10 @@ def test_modality_with_other_cells(tmp_path, capsys):
     mods = annotated(good_mdata())
     mods["prot"] = mods["prot"][:-3].copy()
     err = refused(tmp_path, capsys, write_folder(tmp_path / "c", build(**mods)))
-    assert "modalities 'rna' and 'prot' hold different cells: 3 only in rna ('cell0117', 'cell0118', 'cell0119')" in err
+    assert (
+        "modalities 'rna' and 'prot' hold different cells: 3 only in rna ('cell0117', 'cell0118', 'cell0119')"
+        in err
+    )
     assert "mudata.MuData.intersect_obs()" in err
 
 
@@ -184,9 +210,17 @@ def _edit_plink(folder, ext, edit):
 @pytest.mark.parametrize(
     ("ext", "edit", "message"),
     [
-        ("fam", lambda b: b + b"".join(b.splitlines(keepends=True)[:3]).replace(b"d0", b"x9"), "x 9 donors (.fam) need"),
+        (
+            "fam",
+            lambda b: b + b"".join(b.splitlines(keepends=True)[:3]).replace(b"d0", b"x9"),
+            "x 9 donors (.fam) need",
+        ),
         ("bim", lambda b: b"".join(b.splitlines(keepends=True)[:-1]), "39 variants (.bim)"),
-        ("bed", lambda b: b[:-7], "the trio is mismatched or the .bed is truncated; re-export all three together"),
+        (
+            "bed",
+            lambda b: b[:-7],
+            "the trio is mismatched or the .bed is truncated; re-export all three together",
+        ),
         ("bed", lambda b: b"\x00\x00\x00" + b[3:], "is not a SNP-major PLINK .bed file (bad magic bytes)"),
     ],
     ids=["fam-longer", "bim-shorter", "bed-truncated", "bed-not-plink"],

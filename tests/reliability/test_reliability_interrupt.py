@@ -17,8 +17,22 @@ from multilivi.eval.results import read_scores
 
 pytestmark = pytest.mark.slow
 
-COMMAND = [sys.executable, "-m", "benchmarks.compare", "--preset", "ci", "--dataset", "sim-ci",
-           "--models", "livi", "mslivi-50", "--no-umap", "-q", "--probe-seeds", "2"]  # fmt: skip
+COMMAND = [
+    sys.executable,
+    "-m",
+    "benchmarks.compare",
+    "--preset",
+    "ci",
+    "--dataset",
+    "sim-ci",
+    "--models",
+    "livi",
+    "mslivi-50",
+    "--no-umap",
+    "-q",
+    "--probe-seeds",
+    "2",
+]
 LIMIT_S = 600
 # one thread per run: the uninterrupted reference run trains beside the interrupted one on 2 cores, and
 # every run uses the same thread count (bitwise-equal training needs it)
@@ -26,7 +40,9 @@ ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _start(cwd: Path, cache: Path, out: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([*COMMAND, "--cache", str(cache), "--out", str(out)], cwd=cwd, env=ENV, text=True, **kwargs)
+    return subprocess.Popen(
+        [*COMMAND, "--cache", str(cache), "--out", str(out)], cwd=cwd, env=ENV, text=True, **kwargs
+    )
 
 
 def _run(cwd: Path, cache: Path, out: Path) -> tuple[subprocess.Popen, Path]:
@@ -87,5 +103,6 @@ def test_killed_run_resumes_from_the_cache_with_the_same_scores(tmp_path):
 
     _finish(reference)
     pd.testing.assert_frame_equal(
-        _without_timings(read_scores(out / "scores.csv")), _without_timings(read_scores(tmp_path / "b" / "scores.csv"))
+        _without_timings(read_scores(out / "scores.csv")),
+        _without_timings(read_scores(tmp_path / "b" / "scores.csv")),
     )

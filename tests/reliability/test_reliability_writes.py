@@ -84,7 +84,10 @@ def test_failed_write_keeps_the_earlier_results(tmp_path, capsys, monkeypatch, e
     else:
         assert cli(tmp_path, folder, "--seed", "1", models=["pca"]) == 1
         err = capsys.readouterr().err
-        assert f"error: the run stopped on OSError: [Errno {exc.errno}] {exc.strerror}; results.json, scores.csv" in err
+        assert (
+            f"error: the run stopped on OSError: [Errno {exc.errno}] {exc.strerror}; results.json, scores.csv"
+            in err
+        )
         assert f"of an earlier run in {run} are unchanged" in err
         print(f"\nUSER SEES: {err.strip()}")
     assert failed, "the fault was injected"
