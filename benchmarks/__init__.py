@@ -1,1 +1,1 @@
-"""The benchmark harness: model specs, presets and (later) the compare CLI."""
+"""The benchmark harness: model specs and presets, the compare CLI, the regression gate and the perf suite."""

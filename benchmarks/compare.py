@@ -27,14 +27,23 @@ import torch
 
 from benchmarks import gate
 from benchmarks.presets import PRESETS
-from benchmarks.runner import Entry, compute_outputs, default_cache_dir, prepare, resolve_spec, write_outputs
+from benchmarks.runner import (
+    Entry,
+    compute_outputs,
+    default_cache_dir,
+    model_info,
+    prepare,
+    resolve_spec,
+    write_outputs,
+)
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
 from multilivi.data import Cohort, split_cells
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
 from multilivi.eval.fdr import qq_plot
+from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
 from multilivi.eval.report import write_report
 from multilivi.eval.results import ScoreRow, not_run, scores_frame, write_scores
-from multilivi.eval.tasks import EvalContext, ModelOutputs, TaskRun, run_tasks
+from multilivi.eval.task_runner import TaskRun, run_tasks
 
 logger = logging.getLogger("benchmarks.compare")
 
@@ -55,12 +64,12 @@ model specs:
   pca[:n_components=N]            PCA of log-normalised RNA (and RNA + protein)
 
 examples:
-  python -m benchmarks.compare                                  # livi mslivi-50 dmlivi-50 on the simulated cohort
+  python -m benchmarks.compare                      # livi mslivi-50 dmlivi-50 on the simulated cohort
   python -m benchmarks.compare --models {THESIS_SWEEP}
   python -m benchmarks.compare --models livi dmlivi-50:interaction_input=all,n_dxc=20 pca
   python -m benchmarks.compare --models livi emb:scvi.h5ad#X_scVI:donor_factors=factors.csv
   python -m benchmarks.compare --dataset liu2021 --models livi mslivi-50 dmlivi-50
-  python -m benchmarks.compare --dataset my_cohort/ --preset paper   # folder with cohort.h5mu + genotypes.bed/bim/fam
+  python -m benchmarks.compare --dataset my_cohort/ --preset paper   # cohort.h5mu + genotypes.bed/bim/fam
   python -m benchmarks.compare --preset ci --check benchmarks/baselines/ci.json
 """
 
@@ -76,8 +85,8 @@ def default_torch_threads() -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.compare",
-        description="Train and score latent interaction models (and third-party embeddings) against LIVI on a "
-        "donor cohort; write results.json, scores.csv, report.md and report.html.",
+        description="Train and score latent interaction models (and third-party embeddings) against LIVI "
+        "on a donor cohort; write results.json, scores.csv, report.md and report.html.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,11 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of training, splits and probes (default: 0)"
     )
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing model or task")
+    parser.add_argument(
+        "--donors",
+        choices=("strict", "intersect"),
+        default="strict",
+        help="cohort folders: keep only donors with both cells and genotypes (intersect)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="model cache folder (default: models/ in $MULTILIVI_CACHE, else $XDG_CACHE_HOME/multilivi, "
+        "else ~/.cache/multilivi)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="always train, never read or write the cache")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=default_torch_threads(),
+        metavar="N",
+        help=f"CPU threads for training (default: ${TORCH_THREADS_ENV} or 1; the preset models are small, "
+        "and one thread per process is fastest on a few cores and does not stall under load; "
+        "raise it for --preset paper)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_gate_options(parser)
+    add_evaluation_options(parser)
+    return parser
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """The regression gate: ``--check``, ``--update-baseline`` and how a baseline is built."""
     parser.add_argument(
         "--check",
         type=Path,
         metavar="BASELINE",
-        help="fail (exit 1) naming every gated metric worse than BASELINE's bound (the seed must not be a baseline seed)",
+        help="fail (exit 1) naming every gated metric worse than BASELINE's bound "
+        "(the seed must not be a baseline seed)",
     )
     parser.add_argument(
         "--update-baseline",
@@ -115,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=gate.N_BASELINE_SEEDS,
         metavar="N",
-        help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; at least {gate.MIN_BASELINE_SEEDS})",
+        help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; "
+        f"at least {gate.MIN_BASELINE_SEEDS})",
     )
     parser.add_argument(
         "--jobs",
@@ -124,17 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes for the --update-baseline seeds (default: 1)",
     )
-    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing model or task")
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """What the tasks and the report do: baseline model, FDR, probes, LMM engine, UMAP."""
     parser.add_argument(
-        "--donors",
-        choices=("strict", "intersect"),
-        default="strict",
-        help="cohort folders: keep only donors with both cells and genotypes (intersect)",
+        "--baseline",
+        metavar="SPEC",
+        help="the model every other is compared with in the report (default: the first livi spec)",
     )
     parser.add_argument(
-        "--cache", type=Path, default=None, help="model cache folder (default: $MULTILIVI_CACHE/models)"
+        "--fdr",
+        type=float,
+        default=DEFAULT_FDR,
+        metavar="Q",
+        help=f"false-discovery rate of association calls (default: {DEFAULT_FDR})",
     )
-    parser.add_argument("--no-cache", action="store_true", help="always train, never read or write the cache")
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
     parser.add_argument(
         "--probe-seeds", type=int, default=5, metavar="N", help="train/test splits per probe (default: 5)"
@@ -142,16 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)"
     )
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=default_torch_threads(),
-        metavar="N",
-        help=f"CPU threads for training (default: ${TORCH_THREADS_ENV} or 1; the preset models are small, and one "
-        "thread per process is fastest on a few cores and does not stall under load; raise it for --preset paper)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,13 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         specs = [resolve_spec(raw) for raw in args.models]
         names = [s.name for s in specs]
+        check_options(args, names, raw_specs=args.models)
         baseline = gate.read_baseline(args.check) if args.check else None
         if baseline is not None:
             gate.check_models(baseline, names, seed=args.seed)
-        if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
-            raise ValueError(
-                f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
-            )
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
         entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
@@ -191,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = run(args, cohort, entries, out, argv=argv, report=True)
     except OSError as exc:
         print(
-            f"error: the run stopped on {type(exc).__name__}: {exc}; results.json, scores.csv and the report of an "
-            f"earlier run in {out} are unchanged{'' if args.no_cache else ' and finished models are cached'}: "
+            f"error: the run stopped on {type(exc).__name__}: {exc}; results.json, scores.csv and the report "
+            f"of an earlier run in {out} are unchanged"
+            f"{'' if args.no_cache else ' and finished models are cached'}: "
             "fix the cause (disk space, permissions) and run again",
             file=sys.stderr,
         )
@@ -203,6 +239,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if baseline is not None:
         return check(scores, baseline, names, path=args.check)
     return 0
+
+
+def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequence[str]) -> None:
+    """Refuse options that cannot work before anything loads; ``--baseline`` becomes a model name."""
+    if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
+        raise ValueError(
+            f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
+        )
+    if not 0.0 < args.fdr < 1.0:
+        raise ValueError(f"--fdr {args.fdr}: a false-discovery rate lies strictly between 0 and 1, e.g. 0.05")
+    if args.baseline is not None:
+        by_spec = dict(zip(raw_specs, names))
+        if args.baseline not in names and args.baseline not in by_spec:
+            raise ValueError(
+                f"--baseline {args.baseline!r} is not one of the compared models {names}; pass one of them"
+            )
+        args.baseline = by_spec.get(args.baseline, args.baseline)
 
 
 def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) -> None:
@@ -262,7 +315,7 @@ def run(
     start = time.perf_counter()
     train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
     ctx = EvalContext.from_cohort(
-        cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed
+        cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed, fdr=args.fdr
     )
     cache = None if args.no_cache else (args.cache or default_cache_dir())
     rows: list[ScoreRow] = []
@@ -285,24 +338,44 @@ def run(
         runs[entry.name] = run_tasks(entry.name, outputs[entry.name], ctx, fail_fast=args.fail_fast)
         rows += runs[entry.name].rows
         if out is not None:
-            write_model_outputs(out / "outputs" / entry.name, outputs[entry.name], runs[entry.name])
+            write_model_outputs(
+                out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], fdr=ctx.fdr
+            )
             write_scores(scores_frame(rows), out / PARTIAL_SCORES)  # partial results survive an interruption
     scores = scores_frame(rows)
-    if out is None:
-        return scores
-    meta = run_metadata(args, cohort, entries, argv, seed=seed, wall_seconds=time.perf_counter() - start)
+    if out is not None:
+        meta = run_metadata(
+            args, cohort, entries, outputs, argv, seed=seed, wall_seconds=time.perf_counter() - start
+        )
+        write_run_folder(
+            out, scores, meta, runs, outputs if report else None, cohort=cohort, args=args, seed=seed
+        )
+    return scores
+
+
+def write_run_folder(
+    out: Path,
+    scores: pd.DataFrame,
+    meta: dict[str, Any],
+    runs: dict[str, TaskRun],
+    outputs: dict[str, ModelOutputs] | None,
+    *,
+    cohort: Cohort,
+    args: argparse.Namespace,
+    seed: int,
+) -> None:
+    """``scores.csv``, ``results.json`` and (given ``outputs``) the report with its figures; all or none."""
     figures: dict[str, Any] = {}
-    if report:
+    if outputs is not None:
         figures = ({} if args.no_umap else umap_figures(outputs, cohort, seed)) | qq_figures(runs)
     with atomic_group():  # all or nothing: a failed write leaves an earlier run's files in `out` as they were
         write_scores(scores, out / "scores.csv")
         atomic_write_json(
             out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")}
         )
-        if report:
-            write_report(out, scores, meta, figures)
+        if outputs is not None:
+            write_report(out, scores, meta, figures, baseline=args.baseline, fdr=args.fdr)
     (out / PARTIAL_SCORES).unlink(missing_ok=True)
-    return scores
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -318,7 +391,8 @@ def load_cohort(dataset: str, *, preset: str, donors: str) -> Cohort:
         return Cohort.read(path, donors=donors)
     if "/" in dataset or "\\" in dataset or path.suffix:
         raise FileNotFoundError(
-            f"no cohort folder {path}; --dataset takes a folder with cohort.h5mu + genotypes.{{bed,bim,fam}}, "
+            f"no cohort folder {path}; --dataset takes a folder with cohort.h5mu + "
+            f"genotypes.{{bed,bim,fam}}, "
             "or a dataset name (sim, sim-ci, liu2021, ...)"
         )
     from multilivi.data.datasets import load_dataset
@@ -344,12 +418,12 @@ def check_writable(folder: Path, *, what: str = "run folder", option: str = "--o
         ) from exc
 
 
-def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun) -> None:
-    """Views, donor factors, significant associations and training history of one model."""
+def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, *, fdr: float) -> None:
+    """Views, donor factors, associations significant at ``fdr`` and training history of one model."""
     write_outputs(folder, outputs)
-    for view, result in task_run.associations.items():
+    for view, result in task_run.artefacts.get("associations", {}).items():
         atomic_write(
-            folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(0.05).to_csv(tmp, index=False)
+            folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(fdr).to_csv(tmp, index=False)
         )
 
 
@@ -369,7 +443,7 @@ def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) ->
 def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
     by_view: dict[str, dict[str, np.ndarray]] = {}
     for model, task_run in runs.items():
-        for view, result in task_run.associations.items():
+        for view, result in task_run.artefacts.get("associations", {}).items():
             by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = (
                 result.pvalues
             )
@@ -380,11 +454,13 @@ def run_metadata(
     args: argparse.Namespace,
     cohort: Cohort,
     entries: list[Entry],
+    outputs: dict[str, ModelOutputs],
     argv: Sequence[str] | None,
     *,
     seed: int,
     wall_seconds: float,
 ) -> dict[str, Any]:
+    """``results.json`` without the scores: the run, the dataset and each model (``outputs`` by name)."""
     truth = cohort.truth
     return {
         "schema_version": 1,
@@ -408,13 +484,11 @@ def run_metadata(
             "n_donors": cohort.n_donors,
             "modalities": {m: cohort.n_features(m) for m in cohort.modalities},
             "n_variants": None if cohort.genotypes is None else cohort.genotypes.n_variants,
+            "genetics": cohort.genetics,
             "simulated_truth": truth is not None,
-            "semi_synthetic": "liu2021" in cohort.name and cohort.genotypes is not None,
+            "semi_synthetic": cohort.genetics == "semi-synthetic",
         },
-        "models": {
-            e.name: e.info | {"status": "skipped" if e.skip_reason else "ok", "reason": e.skip_reason}
-            for e in entries
-        },
+        "models": {e.name: model_info(e, outputs.get(e.name)) for e in entries},
     }
 
 

@@ -38,6 +38,7 @@ import torch
 from scipy import stats
 
 from multilivi.atomic import atomic_write_json
+from multilivi.eval.metrics import Metric, find
 
 SCHEMA_VERSION = 2
 FAMILY_ALPHA = 0.01
@@ -46,49 +47,6 @@ MIN_BASELINE_SEEDS = 10
 FIRST_BASELINE_SEED = 100
 REL_TOLERANCE = 0.01
 KEY = ("model", "view", "task", "metric")
-
-
-@dataclass(frozen=True)
-class GatedMetric:
-    """What the gate adds to a metric's score rows (which give its direction): range, counts, target.
-
-    ``target`` is a value the metric should approach from either side (λ_GC: 1); such a metric
-    gets bounds on both sides, whatever its rows' ``higher_is_better`` says.
-    """
-
-    lower: float = -math.inf
-    upper: float = math.inf
-    count: bool = False
-    target: float | None = None
-    ungated_views: tuple[tuple[str, str], ...] = ()  # (view, why it is not gated there)
-
-    def sides(self, higher_is_better: bool) -> tuple[bool, bool]:
-        """Whether a drop is worse (a lower bound) and whether a rise is worse (an upper bound)."""
-        if self.target is not None:
-            return True, True
-        return higher_is_better, not higher_is_better
-
-
-_PROPORTION = GatedMetric(0.0, 1.0)
-_V_LAMBDA = (
-    "λ of the 2-3 persistent factors is the inflation of two or three traits, heavy-tailed over seeds "
-    "(CI cohort, livi: 1.275 at fresh seed 3 against 0.80-1.09 at 20 baseline seeds); λ of D is gated"
-)
-GATED: dict[tuple[str, str], GatedMetric] = {
-    ("reconstruction", "nll_per_cell_rna"): GatedMetric(0.0),
-    ("reconstruction", "nll_per_cell_prot"): GatedMetric(0.0),
-    ("probe_cell_type", "accuracy"): _PROPORTION,
-    ("probe_cell_type", "balanced_accuracy"): _PROPORTION,
-    ("probe_cell_subtype", "accuracy"): _PROPORTION,
-    ("probe_cell_subtype", "balanced_accuracy"): _PROPORTION,
-    ("probe_donor", "accuracy"): _PROPORTION,
-    ("association", "lambda_gc"): GatedMetric(0.0, target=1.0, ungated_views=(("V", _V_LAMBDA),)),
-    ("association", "n_significant_pairs"): GatedMetric(0.0, count=True),
-    ("association", "n_significant_variants"): GatedMetric(0.0, count=True),
-    ("truth", "power"): _PROPORTION,
-    ("truth", "factor_recovery"): _PROPORTION,
-    ("truth", "cell_state_r2"): GatedMetric(upper=1.0),
-}
 
 
 @dataclass(frozen=True)
@@ -120,13 +78,18 @@ class Violation:
 
 # ------------------------------------------------------------------------------------ baseline
 def gated_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a score table that the gate reads: declared metrics with status ok."""
-    declared = [(t, m) in GATED for t, m in zip(scores["task"], scores["metric"])]
+    """The rows the gate reads: status ok, of metrics declared gated (not their ``name/key`` rows)."""
+    declared = [_gated(t, m) is not None for t, m in zip(scores["task"], scores["metric"])]
     return scores.loc[np.asarray(declared, dtype=bool) & (scores["status"] == "ok").to_numpy()]
 
 
+def _gated(task: str, metric: str) -> Metric | None:
+    declared = find(task, metric)
+    return declared if declared is not None and declared.gated and declared.name == metric else None
+
+
 def acceptable_range(
-    values: np.ndarray, metric: GatedMetric, *, higher_is_better: bool, alpha: float
+    values: np.ndarray, metric: Metric, *, alpha: float
 ) -> tuple[float | None, float | None]:
     """The gate's (low, high) bounds for one metric; None on a side where any change is an improvement.
 
@@ -135,16 +98,14 @@ def acceptable_range(
     values
         Baseline values (n_seeds,).
     metric
-        What the gate knows of the metric beyond its direction.
-    higher_is_better
-        The metric's direction, as its score rows declare it.
+        The metric's declaration: direction, target, attainable range, whether it is a count.
     alpha
         The false-alarm probability allowed for this metric (split between two sides for a target).
     """
     n = len(values)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     tolerance = max(REL_TOLERANCE * abs(mean), 1.0 if metric.count else 0.01)
-    has_low, has_high = metric.sides(higher_is_better)
+    has_low, has_high = metric.worse_sides()
     quantile = float(stats.t.ppf(1.0 - alpha / (has_low + has_high), n - 1))
     margin = max(quantile * sd * math.sqrt(1.0 + 1.0 / n), tolerance)
     low = min(mean - margin, float(values.min()) - tolerance) if has_low else None
@@ -154,7 +115,7 @@ def acceptable_range(
     return low, high
 
 
-def can_fail(low: float | None, high: float | None, metric: GatedMetric) -> bool:
+def can_fail(low: float | None, high: float | None, metric: Metric) -> bool:
     """Whether some attainable value lies beyond the bounds."""
     return (low is not None and low > metric.lower) or (high is not None and high < metric.upper)
 
@@ -177,45 +138,18 @@ def make_baseline(
     """
     if len(runs) < MIN_BASELINE_SEEDS:
         raise ValueError(
-            f"a baseline needs runs at {MIN_BASELINE_SEEDS} or more seeds to estimate the tails of the seed spread "
-            f"(got {len(runs)}); {N_BASELINE_SEEDS} are used by default"
+            f"a baseline needs runs at {MIN_BASELINE_SEEDS} or more seeds to estimate the tails of the "
+            f"seed spread (got {len(runs)}); {N_BASELINE_SEEDS} are used by default"
         )
     stacked = pd.concat([gated_rows(scores).assign(seed=seed) for seed, scores in runs.items()])
     groups = {key: group for key, group in stacked.groupby(list(KEY), sort=True)}
-    complete = {key: g for key, g in groups.items() if len(g) == len(runs) and g["value"].notna().all()}
-    candidates = [key for key in complete if key[1] not in dict(GATED[(key[2], key[3])].ungated_views)]
+    complete = {key for key, g in groups.items() if len(g) == len(runs) and g["value"].notna().all()}
+    candidates = [key for key in complete if key[1] not in _gated(key[2], key[3]).ungated_views]
     alpha_each = alpha / max(1, len(candidates))
-    entries = []
-    for key, group in groups.items():
-        metric = GATED[(key[2], key[3])]
-        raw = group.sort_values("seed")["value"].to_numpy(float)
-        higher_is_better = bool(group["higher_is_better"].iloc[0])
-        entry: dict[str, Any] = dict(zip(KEY, key)) | {
-            "higher_is_better": higher_is_better,
-            "values": raw.tolist(),
-        }
-        if key not in complete:
-            entry |= {
-                "gated": False,
-                "reason": f"ok and finite in {int(group['value'].notna().sum())} of {len(runs)} seeds",
-            }
-        elif key[1] in dict(metric.ungated_views):
-            entry |= {"gated": False, "reason": dict(metric.ungated_views)[key[1]]}
-        else:
-            low, high = acceptable_range(raw, metric, higher_is_better=higher_is_better, alpha=alpha_each)
-            gated = can_fail(low, high, metric)
-            entry |= {
-                "mean": float(raw.mean()),
-                "sd": float(raw.std(ddof=1)),
-                "low": low,
-                "high": high,
-                "gated": gated,
-            }
-            if not gated:
-                entry["reason"] = (
-                    f"cannot fail: the bounds ({_shown(low)}, {_shown(high)}) hold every value it can take"
-                )
-        entries.append(entry)
+    entries = [
+        _entry(key, group, n_runs=len(runs), complete=key in complete, alpha=alpha_each)
+        for key, group in groups.items()
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "models": list(models),
@@ -226,6 +160,39 @@ def make_baseline(
         "machine": machine(),
         "entries": entries,
     }
+
+
+def _entry(
+    key: tuple[str, ...], group: pd.DataFrame, *, n_runs: int, complete: bool, alpha: float
+) -> dict[str, Any]:
+    """The baseline entry of one (model, view, task, metric) from its rows at every seed."""
+    metric = _gated(key[2], key[3])
+    raw = group.sort_values("seed")["value"].to_numpy(float)
+    entry: dict[str, Any] = dict(zip(KEY, key)) | {
+        "higher_is_better": metric.higher_is_better,
+        "values": raw.tolist(),
+    }
+    if not complete:
+        return entry | {
+            "gated": False,
+            "reason": f"ok and finite in {int(group['value'].notna().sum())} of {n_runs} seeds",
+        }
+    if key[1] in metric.ungated_views:
+        return entry | {"gated": False, "reason": metric.ungated_views[key[1]]}
+    low, high = acceptable_range(raw, metric, alpha=alpha)
+    gated = can_fail(low, high, metric)
+    entry |= {
+        "mean": float(raw.mean()),
+        "sd": float(raw.std(ddof=1)),
+        "low": low,
+        "high": high,
+        "gated": gated,
+    }
+    if not gated:
+        entry["reason"] = (
+            f"cannot fail: the bounds ({_shown(low)}, {_shown(high)}) hold every value it can take"
+        )
+    return entry
 
 
 def _shown(bound: float | None) -> str:
@@ -278,7 +245,8 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a multilivi baseline; regenerate it with --update-baseline {path}")
     if baseline.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(
-            f"{path} is a baseline of schema {baseline.get('schema_version')}, this gate reads schema {SCHEMA_VERSION}; "
+            f"{path} is a baseline of schema {baseline.get('schema_version')}, "
+            f"this gate reads schema {SCHEMA_VERSION}; "
             f"regenerate it with --update-baseline {path}"
         )
     return baseline
@@ -286,17 +254,19 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- check
 def check_models(baseline: dict[str, Any], models: Sequence[str], *, seed: int | None = None) -> None:
-    """Raise before any training unless the baseline covers these models and ``seed`` is not one of its seeds."""
+    """Raise before training unless the baseline covers these models and ``seed`` is not one of its seeds."""
     unknown = [m for m in models if m not in baseline["models"]]
     if unknown:
         raise ValueError(
-            f"the baseline covers models {baseline['models']}, not {unknown}; run with models among the baseline's, "
+            f"the baseline covers models {baseline['models']}, not {unknown}; "
+            "run with models among the baseline's, "
             "or regenerate it with --update-baseline"
         )
     if seed is not None and seed in baseline.get("seeds", ()):
         raise ValueError(
-            f"seed {seed} is one of the baseline's seeds ({min(baseline['seeds'])}..{max(baseline['seeds'])}): a check "
-            "must run at a seed the bounds were not estimated from; pass another --seed (default 0)"
+            f"seed {seed} is one of the baseline's seeds "
+            f"({min(baseline['seeds'])}..{max(baseline['seeds'])}): a check must run at a seed the bounds "
+            "were not estimated from; pass another --seed (default 0)"
         )
 
 
@@ -348,7 +318,8 @@ def describe(baseline: dict[str, Any], models: Sequence[str]) -> str:
     total = [e for e in baseline["entries"] if e["model"] in models]
     where = baseline.get("machine", {})
     return (
-        f"{len(gated)} of {len(total)} metrics gated (family-wise false-alarm rate {baseline['family_alpha']:g}; "
+        f"{len(gated)} of {len(total)} metrics gated "
+        f"(family-wise false-alarm rate {baseline['family_alpha']:g}; "
         f"bounds from {len(baseline['seeds'])} seeds on {where.get('cpu', 'an unrecorded CPU')}, "
         f"torch {where.get('torch', '?')}, {where.get('torch_threads', '?')} torch threads)"
     )

@@ -1,4 +1,4 @@
-"""Evidence that the regression gate works: its false alarms on fresh seeds, and a real regression caught.
+r"""Evidence that the regression gate works: its false alarms on fresh seeds, and a real regression caught.
 
     python -m benchmarks.gate_calibration --baseline benchmarks/baselines/ci.json --seeds 0 1 2 3 4 \\
         --regression livi:n_latent=2,name=livi --jobs 2 --out reports/gate-calibration-ci
@@ -173,8 +173,9 @@ def render(summary: dict[str, Any], checks: pd.DataFrame) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for run in summary["runs"]:
+        violated = ", ".join(run["violated"]) or "—"
         lines.append(
-            f"| `{run['run']}` | {run['seed']} | {run['gated']} | {run['violations']} | {', '.join(run['violated']) or '—'} |"
+            f"| `{run['run']}` | {run['seed']} | {run['gated']} | {run['violations']} | {violated} |"
         )
     unchanged = checks[checks["run"] == "unchanged"].sort_values("band_used", ascending=False).head(5)
     lines += [
@@ -183,7 +184,8 @@ def render(summary: dict[str, Any], checks: pd.DataFrame) -> str:
         "",
     ]
     lines += [
-        f"- {r.model}/{r.view}/{r.task}/{r.metric}, seed {r.seed}: {r.value:.4g} (mean {r.baseline_mean:.4g}, "
+        f"- {r.model}/{r.view}/{r.task}/{r.metric}, seed {r.seed}: {r.value:.4g} (mean "
+        f"{r.baseline_mean:.4g}, "
         f"bounds {_bound(r.low)} to {_bound(r.high)}, band used {r.band_used:.2f})"
         for r in unchanged.itertuples()
     ]

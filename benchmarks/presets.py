@@ -22,8 +22,8 @@ from multilivi.models import ModelConfig, get_family
 
 DEFAULT_PRESET = "quick"
 
-# fields shared by every family, then per-family additions (only fields the family's config has)
-_COMMON: dict[str, dict[str, Any]] = {
+# preset -> values of every family
+_SHARED: dict[str, dict[str, Any]] = {
     "ci": dict(
         epochs=150,
         warmup_epochs=90,
@@ -62,30 +62,42 @@ _COMMON: dict[str, dict[str, Any]] = {
         batch_norm=True,
     ),
 }
-_DMLIVI: dict[str, dict[str, Any]] = {
-    "ci": dict(
-        n_rna_specific=3,
-        n_prot_specific=2,
-        prot_shared_hidden=(32, 16),
-        rna_specific_hidden=(32, 16),
-        prot_specific_hidden=(16, 8),
-    ),
-    "quick": dict(
-        n_rna_specific=4,
-        n_prot_specific=2,
-        prot_shared_hidden=(64, 32),
-        rna_specific_hidden=(128, 32),
-        prot_specific_hidden=(32, 16),
-    ),
-    "paper": dict(
-        n_rna_specific=5,
-        n_prot_specific=2,
-        prot_shared_hidden=(200, 100),
-        rna_specific_hidden=(2000, 500, 100),
-        prot_specific_hidden=(100, 50),
-    ),
+# family -> preset -> values of that family only (merged over the shared ones)
+_FAMILY: dict[str, dict[str, dict[str, Any]]] = {
+    "livi": {},
+    "mslivi": {},
+    "dmlivi": {
+        "ci": dict(
+            n_rna_specific=3,
+            n_prot_specific=2,
+            prot_shared_hidden=(32, 16),
+            rna_specific_hidden=(32, 16),
+            prot_specific_hidden=(16, 8),
+        ),
+        "quick": dict(
+            n_rna_specific=4,
+            n_prot_specific=2,
+            prot_shared_hidden=(64, 32),
+            rna_specific_hidden=(128, 32),
+            prot_specific_hidden=(32, 16),
+        ),
+        "paper": dict(
+            n_rna_specific=5,
+            n_prot_specific=2,
+            prot_shared_hidden=(200, 100),
+            rna_specific_hidden=(2000, 500, 100),
+            prot_specific_hidden=(100, 50),
+        ),
+    },
 }
-PRESETS: tuple[str, ...] = tuple(_COMMON)
+PRESETS: tuple[str, ...] = tuple(_SHARED)
+
+
+def preset_values(family: str, preset: str) -> dict[str, Any]:
+    """The config fields a preset sets for a family: the shared values, then the family's own."""
+    if preset not in _SHARED:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return {**_SHARED[preset], **_FAMILY.get(family, {}).get(preset, {})}
 
 
 def preset_config(family: str, preset: str = DEFAULT_PRESET) -> ModelConfig:
@@ -96,12 +108,18 @@ def preset_config(family: str, preset: str = DEFAULT_PRESET) -> ModelConfig:
     lr 8e-4, 90 warm-up epochs, L1 1e-3, A 1e-3) with the OneK1K decoder BatchNorm; its 200 epochs
     stand in for the reference's early stopping (min 160 epochs). λ_prot stays at the config default
     (1); the thesis' 50–200 come from the spec suffix (``mslivi-50``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown family or preset, or a preset value the family's config has no field for.
     """
     _, config_class = get_family(family)
-    if preset not in _COMMON:
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    values = dict(_COMMON[preset])
-    if family == "dmlivi":
-        values.update(_DMLIVI[preset])
-    names = {f.name for f in fields(config_class)}
-    return config_class(**{k: v for k, v in values.items() if k in names})
+    values = preset_values(family, preset)
+    unknown = sorted(set(values) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ValueError(
+            f"preset {preset!r} sets {', '.join(map(repr, unknown))}, which family {family!r} "
+            f"({config_class.__name__}) has no field for; fix the preset tables in benchmarks/presets.py"
+        )
+    return config_class(**values)

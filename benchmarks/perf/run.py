@@ -61,7 +61,8 @@ def _si(x: float | None) -> str:
 
 def _stamp(data: dict) -> str:
     machine = data["machine_info"].get("multilivi", {})
-    return f"_Measured {data['datetime'][:16].replace('T', ' ')} UTC, load average {machine.get('load_average', '?')}._"
+    when = data["datetime"][:16].replace("T", " ")
+    return f"_Measured {when} UTC, load average {machine.get('load_average', '?')}._"
 
 
 def render_machine(data: dict) -> str:
@@ -87,7 +88,8 @@ def render_association(data: dict) -> str | None:
     for info in infos:
         by_size.setdefault((info["n_donors"], info["n_variants"]), {})[info["engine"]] = info
     lines = [
-        "| donors | factors × variants | batched tests/s | glimix loop tests/s (extrapolated) | batched ÷ glimix "
+        "| donors | factors × variants | batched tests/s | glimix loop tests/s (extrapolated) | batched ÷ "
+        "glimix "
         "| OLS tests/s | GEMM bound tests/s | batched ÷ GEMM | parity max rel. Δlog10 p (tests) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -97,7 +99,7 @@ def render_association(data: dict) -> str | None:
             for e in ("batched", "glimix", "ols", "gemm")
         }
 
-        def ratio(a: str, b: str) -> str:
+        def ratio(a: str, b: str, rate: dict[str, float | None] = rate) -> str:
             return f"{rate[a] / rate[b]:.3g}×" if rate[a] and rate[b] else "–"
 
         anyone = next(iter(engines.values()))
@@ -111,7 +113,8 @@ def render_association(data: dict) -> str | None:
         )
     glimix = [e["glimix"] for e in by_size.values() if "glimix" in e]
     notes = [
-        f"{g['n_donors']:,} donors × {g['n_variants']:,} variants: measured on {g['measured_factors']} factors × "
+        f"{g['n_donors']:,} donors × {g['n_variants']:,} variants: measured on {g['measured_factors']} "
+        "factors × "
         f"{g['measured_variants']:,} variants, fast scan {_si(g['measured_tests_per_s'])} tests/s, null fit "
         f"{g['fit_s_per_factor']:.2f} s per factor, economic_qs {g['qs_s']:.2f} s"
         for g in glimix
@@ -130,7 +133,8 @@ def render_training(data: dict) -> str | None:
     if not infos:
         return None
     lines = [
-        "| model | preset | device | train cells | parameters | s / epoch | cells/s | minibatch densify share |",
+        "| model | preset | device | train cells | parameters | s / epoch | cells/s | minibatch densify "
+        "share |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for i in infos:
@@ -173,7 +177,7 @@ def update_readme(sections: dict[str, str]) -> None:
         pattern = re.compile(rf"(<!-- perf:{name}:start -->\n).*?(\n<!-- perf:{name}:end -->)", re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{README} has no perf:{name} markers; restore them from git")
-        text = pattern.sub(lambda match: match.group(1) + body + match.group(2), text)
+        text = pattern.sub(lambda match, body=body: match.group(1) + body + match.group(2), text)
     README.write_text(text)
 
 

@@ -74,25 +74,7 @@ def test_association_throughput(benchmark, n_donors, n_variants, engine):
         assert np.isfinite(np.asarray(result.pvalues)).all()
         seconds = benchmark.stats.stats.min
     else:
-        a, b = wl.gemm_operands(n_donors, n_variants)
-        if engine == "gemm-cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                pytest.skip("no CUDA device: the GPU GEMM bound needs one")
-            a, b = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
-
-            def product():
-                out = a @ b
-                torch.cuda.synchronize()
-                return out
-        else:
-
-            def product():
-                return a @ b
-
-        benchmark.pedantic(product, rounds=5, iterations=1, warmup_rounds=1)
-        seconds = benchmark.stats.stats.min
+        seconds = _gemm_seconds(benchmark, n_donors, n_variants, cuda=engine == "gemm-cuda")
         info.update(note="float64 (factors x donors) @ (donors x variants): one GEMM per test batch")
     info.update(seconds=seconds, tests_per_s=n_tests / seconds)
 
@@ -103,3 +85,26 @@ def test_association_throughput(benchmark, n_donors, n_variants, engine):
         parity_max_abs_ddelta=check.max_abs_ddelta,
     )
     assert check.ok, f"batched p-values differ from glimix-core's: {check}"
+
+
+def _gemm_seconds(benchmark, n_donors: int, n_variants: int, *, cuda: bool) -> float:
+    """Fastest of 5 runs of the GEMM that bounds a test batch, on the CPU or the GPU."""
+    a, b = wl.gemm_operands(n_donors, n_variants)
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device: the GPU GEMM bound needs one")
+        a, b = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+
+        def product():
+            out = a @ b
+            torch.cuda.synchronize()
+            return out
+    else:
+
+        def product():
+            return a @ b
+
+    benchmark.pedantic(product, rounds=5, iterations=1, warmup_rounds=1)
+    return benchmark.stats.stats.min

@@ -17,15 +17,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from multilivi.data import Genotypes, kinship_from_genotypes
+from multilivi.data import Genotypes, kinship_from_genotypes, standardised_genotypes
 from multilivi.data.simulate import simulate_genotypes
-from multilivi.eval.association import (
-    AssociationResult,
-    fit_null,
-    lmm_scan,
-    scan_rotated,
-    standardise_variants,
-)
+from multilivi.eval.association import AssociationResult, lmm_scan
+from multilivi.eval.lmm import GlimixEngine, fit_null, scan_rotated
 
 N_FACTORS = 100
 N_COVARIATES = 3  # plus the intercept
@@ -149,21 +144,18 @@ def glimix_reference(case: AssociationCase, subset: GlimixSubset) -> GlimixRefer
     from numpy_sugar.linalg import economic_qs
     from threadpoolctl import threadpool_limits
 
-    from multilivi.eval.association import _GlimixEngine  # the reference loop lmm_scan(engine="glimix") runs
-
     y = case.phenotypes.iloc[:, : subset.n_factors].to_numpy()
-    g_std, _, _ = standardise_variants(case.dosage[:, : subset.n_variants])
+    g_std, _ = standardised_genotypes(case.dosage[:, : subset.n_variants])
     with threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         economic_qs(case.kinship)
         qs_s = time.perf_counter() - start
         start = time.perf_counter()
-        engine = _GlimixEngine(
-            y, case.design, case.kinship, reml=True
-        )  # economic_qs + one LMM fit per factor
+        # the reference loop lmm_scan(engine="glimix") runs: economic_qs + one LMM fit per factor
+        engine = GlimixEngine(y, case.design, case.kinship, reml=True)
         fit_s = max(time.perf_counter() - start - qs_s, 0.0)
         start = time.perf_counter()
-        pvalues, _, _ = engine.scan(g_std)
+        pvalues, _, _ = engine.scan_chunk(g_std)
         scan_s = time.perf_counter() - start
     return GlimixReference(
         subset.n_factors,
@@ -198,7 +190,7 @@ def parity(case: AssociationCase, reference: GlimixReference) -> Parity:
     """
     y = case.phenotypes.iloc[:, : reference.n_factors].to_numpy()
     null = fit_null(y, case.design, case.kinship, delta=reference.delta)
-    g_std, _, _ = standardise_variants(case.dosage[:, : reference.n_variants])
+    g_std, _ = standardised_genotypes(case.dosage[:, : reference.n_variants])
     pvalues, _, _ = scan_rotated(null, null.rotation @ g_std)
     ours, theirs = np.log10(pvalues), np.log10(reference.pvalues)
     own = fit_null(y, case.design, case.kinship)

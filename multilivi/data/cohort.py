@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import anndata as ad
 import mudata as md
@@ -37,6 +37,8 @@ MODALITY_ALIASES = {
     "cite": PROT,
 }
 LABELS = ("cell_type", "cell_subtype", "batch")
+GeneticsOrigin = Literal["measured", "simulated", "semi-synthetic", "none"]
+"""Where a cohort's genotypes come from (:attr:`Cohort.genetics`)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ class Cohort:
         donors that have both cells and genotypes (dropped donors are logged).
     name
         Short name used in reports.
+    genetics
+        Where the genotypes come from: ``"measured"`` (genotyped donors), ``"simulated"`` (a simulated
+        cohort), ``"semi-synthetic"`` (simulated genotypes for real donors, set by the dataset loader) or
+        ``"none"`` (no genotypes). Default: ``"none"`` without genotypes, else ``"simulated"`` when a
+        ground truth is given (only simulations have one) and ``"measured"`` otherwise.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class Cohort:
         min_cells_per_donor: int = 2,
         donors: Literal["strict", "intersect"] = "strict",
         name: str = "cohort",
+        genetics: GeneticsOrigin | None = None,
     ) -> None:
         if not isinstance(mdata, md.MuData):
             raise TypeError(
@@ -123,6 +131,7 @@ class Cohort:
             None if donor_covariates is None else _check_covariates(donor_covariates, self.donor_names)
         )
         self.truth = truth
+        self.genetics: GeneticsOrigin = _genetics_origin(genetics, self.genotypes, truth)
 
     # ----------------------------------------------------------------------------------- cells
     @property
@@ -201,7 +210,7 @@ class Cohort:
         return h.hexdigest()[:16]
 
     def write(self, directory: str | Path) -> Path:
-        """Write to ``directory``: cohort.h5mu, genotypes.{bed,bim,fam}, kinship/covariates tables, truth.npz."""
+        """Write to ``directory``: cohort.h5mu, genotypes.{bed,bim,fam}, kinship, covariates, truth.npz."""
         from multilivi.data.io import write_cohort
 
         return write_cohort(self, directory)
@@ -228,7 +237,7 @@ class Cohort:
         if self.genotypes is None:
             lines.append("  genotypes: none (association tasks will be skipped)")
         else:
-            lines.append(f"  genotypes: {self.genotypes.n_variants:,} variants")
+            lines.append(f"  genotypes: {self.genotypes.n_variants:,} variants ({self.genetics})")
         if self.donor_covariates is not None:
             lines.append(f"  donor covariates: {list(self.donor_covariates.columns)}")
         if self.truth is not None:
@@ -276,7 +285,8 @@ def _canonical_modalities(mdata: md.MuData) -> dict[str, ad.AnnData]:
         for what, names in (("cell", adata.obs_names), ("feature", adata.var_names)):
             if names.has_duplicates:
                 raise ValueError(
-                    f"duplicated {what} names in modality {modality!r}: {few_names(names[names.duplicated()])}; "
+                    f"duplicated {what} names in modality {modality!r}: "
+                    f"{few_names(names[names.duplicated()])}; "
                     f"make them unique (e.g. adata.{'obs' if what == 'cell' else 'var'}_names_make_unique())"
                 )
     return modalities
@@ -304,7 +314,8 @@ def _canonical_obs(mdata: md.MuData, rna: ad.AnnData, keys: ObsKeys) -> pd.DataF
         if values.isna().any():
             raise ValueError(
                 f"{values.isna().sum()} cells have no {column!r} ({wanted[column]!r}); "
-                f"fill or drop them, e.g. {'remove those cells' if column == 'donor' else 'label them unknown'}"
+                "fill or drop them, e.g. "
+                f"{'remove those cells' if column == 'donor' else 'label them unknown'}"
             )
         if column == "donor":
             values = _integral_floats_as_ints(values)
@@ -334,7 +345,8 @@ def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnDa
             if len(only_rna) or len(only_other):
                 raise ValueError(
                     f"modalities 'rna' and {modality!r} hold different cells: {len(only_rna)} only in rna "
-                    f"({few_names(only_rna)}), {len(only_other)} only in {modality} ({few_names(only_other)}); "
+                    f"({few_names(only_rna)}), {len(only_other)} only in {modality} "
+                    f"({few_names(only_other)}); "
                     "subset both to their common cells (mudata.MuData.intersect_obs())"
                 )
             adata = adata[rna.obs_names]
@@ -378,6 +390,24 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
             f"{silent.size} {modality} features have zero counts in every cell "
             f"({few_names(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
         )
+
+
+def _genetics_origin(
+    given: GeneticsOrigin | None, genotypes: Genotypes | None, truth: Truth | None
+) -> GeneticsOrigin:
+    """The cohort's genetics provenance: ``given``, checked against the genotypes, or inferred."""
+    if given is None:
+        if genotypes is None:
+            return "none"
+        return "simulated" if truth is not None else "measured"
+    if given not in get_args(GeneticsOrigin):
+        raise ValueError(f"genetics must be one of {list(get_args(GeneticsOrigin))}, got {given!r}")
+    if (given == "none") != (genotypes is None):
+        raise ValueError(
+            f"genetics={given!r} but the cohort has {'no genotypes' if genotypes is None else 'genotypes'}; "
+            "pass genotypes, or genetics='none' for a cohort without them"
+        )
+    return given
 
 
 def _check_cells_per_donor(donor: pd.Series, min_cells: int) -> None:
@@ -426,7 +456,8 @@ def _check_donor_matrix(kinship: pd.DataFrame, donors: pd.Index) -> pd.DataFrame
     missing = donors.difference(kinship.index).union(donors.difference(kinship.columns))
     if len(missing):
         raise ValueError(
-            f"kinship lacks {len(missing)} cohort donors ({few_names(missing)}); give one row and column per donor"
+            f"kinship lacks {len(missing)} cohort donors ({few_names(missing)}); give one row and column per "
+            "donor"
         )
     kinship = kinship.loc[donors, donors].astype(np.float64)
     values = kinship.to_numpy()

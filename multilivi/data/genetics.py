@@ -98,28 +98,48 @@ class Genotypes:
             return np.nanmean(self.dosage, axis=0) / 2.0
 
 
-def standardised_genotypes(dosage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean-impute missing calls and scale each variant to mean 0, variance 1.
+def standardised_genotypes(
+    dosage: np.ndarray, *, atol: float = 1e-12, rtol: float = 0.0, return_sd: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Mean-impute missing calls and scale each variant to mean 0, variance 1 (ddof 0).
 
     Parameters
     ----------
     dosage
-        Array of shape (n_donors, n_variants), NaN = missing.
+        (donors, variants) dosages, NaN = missing.
+    atol, rtol
+        A variant is monomorphic, and dropped, when its standard deviation is at most
+        ``max(atol, rtol * |mean|)`` or not finite (no calls).
+    return_sd
+        Also return the standard deviations of the kept variants (to undo the scaling).
 
     Returns
     -------
     standardised
-        Array of shape (n_donors, n_kept) of the polymorphic variants.
+        (donors, kept variants) the polymorphic variants.
     kept
-        Boolean mask of shape (n_variants,): variants that are not monomorphic.
+        (variants,) mask of the variants that are not monomorphic.
+    sd
+        (kept variants,) standard deviations of the imputed dosages; only with ``return_sd``.
     """
-    dosage = np.asarray(dosage, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(dosage, axis=0)
-    imputed = np.where(np.isnan(dosage), mean, dosage)
-    std = imputed.std(axis=0)
-    kept = np.isfinite(std) & (std > 1e-12)
-    return (imputed[:, kept] - mean[kept]) / std[kept], kept
+    g = np.array(dosage, dtype=np.float64)
+    missing = np.isnan(g)
+    if missing.any():
+        g[missing] = 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = g.sum(axis=0) / (~missing).sum(axis=0)  # np.nanmean; NaN for variants with no calls
+        g[missing] = np.take(mean, np.nonzero(missing)[1])
+        sd = g.std(axis=0)
+        g -= mean
+    else:  # g.std(axis=0) centres on this same mean: reuse the centred copy
+        mean = g.mean(axis=0)
+        g -= mean
+        sd = np.sqrt(np.square(g).sum(axis=0) / g.shape[0])
+    kept = np.isfinite(sd) & (sd > np.maximum(atol, rtol * np.abs(mean)))
+    if not kept.all():
+        g, sd = g[:, kept], sd[kept]
+    g /= sd
+    return (g, kept, sd) if return_sd else (g, kept)
 
 
 def gower_normalise(kinship: np.ndarray) -> np.ndarray:

@@ -68,7 +68,8 @@ def read_plink(prefix: str | Path) -> Genotypes:
         magic = f.read(3)
     if magic != b"\x6c\x1b\x01":
         raise ValueError(
-            f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink --make-bed"
+            f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink "
+            "--make-bed"
         )
     expected = 3 + n_variants * ((n_donors + 3) // 4)
     actual = paths["bed"].stat().st_size
@@ -97,7 +98,7 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     mdata = without_index_names(cohort.mdata.copy())
-    mdata.uns["multilivi"] = {"name": cohort.name}
+    mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
     atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
     if cohort.genotypes is not None:
         write_plink(cohort.genotypes, directory / GENOTYPES_PREFIX)
@@ -148,6 +149,8 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     tables = {key: _read_table(p) for key, p in optional.items() if p.exists()}
     truth = Truth.read(directory / TRUTH_FILE) if (directory / TRUTH_FILE).exists() else None
     cohort_kwargs.setdefault("name", str(meta.get("name", directory.name)))
+    if genotypes is not None and "genetics" in meta:  # older folders: inferred by the Cohort
+        cohort_kwargs.setdefault("genetics", str(meta["genetics"]))
     return Cohort(mdata, genotypes=genotypes, truth=truth, **tables, **cohort_kwargs)
 
 
@@ -175,7 +178,7 @@ def read_h5mu(path: Path) -> md.MuData:
 
 
 def without_index_names(data: md.MuData | ad.AnnData) -> md.MuData | ad.AnnData:
-    """``data`` with unnamed obs and var indexes (in place; modalities included), so any mudata reads it back."""
+    """``data`` with unnamed obs and var indexes (in place, modalities too), so any mudata reads it back."""
     frames = [data.obs, data.var] + [f for m in getattr(data, "mod", {}).values() for f in (m.obs, m.var)]
     for frame in frames:
         frame.index.name = None
@@ -187,8 +190,10 @@ def _check_no_stray_plink(directory: Path) -> None:
     stray = sorted(p.name for p in directory.glob("*.bed"))
     if stray:
         raise ValueError(
-            f"{directory} holds PLINK files {stray} but genotypes are read from {GENOTYPES_PREFIX}.bed/.bim/.fam; "
-            f"rename them {GENOTYPES_PREFIX}.bed, {GENOTYPES_PREFIX}.bim, {GENOTYPES_PREFIX}.fam (or move them "
+            f"{directory} holds PLINK files {stray} but genotypes are read from "
+            f"{GENOTYPES_PREFIX}.bed/.bim/.fam; "
+            f"rename them {GENOTYPES_PREFIX}.bed, {GENOTYPES_PREFIX}.bim, {GENOTYPES_PREFIX}.fam (or move "
+            "them "
             "out of the folder to run without genotypes)"
         )
 

@@ -250,7 +250,8 @@ def _validate(cfg: SimulationConfig) -> None:
     if cfg.n_causal > cfg.n_variants // 2:
         raise ValueError(
             f"{cfg.n_causal} causal variants need at least {2 * cfg.n_causal} variants (half of them null); "
-            f"raise n_variants (now {cfg.n_variants}) or lower n_dxc / n_persistent_causal / causal_per_factor"
+            f"raise n_variants (now {cfg.n_variants}) or lower n_dxc / n_persistent_causal / "
+            "causal_per_factor"
         )
     if 2 * cfg.n_related_pairs > cfg.n_donors:
         raise ValueError(
@@ -267,7 +268,8 @@ def _validate(cfg: SimulationConfig) -> None:
         )
     if cfg.mean_cells_per_donor < cfg.min_cells_per_donor:
         raise ValueError(
-            f"mean_cells_per_donor={cfg.mean_cells_per_donor} is below min_cells_per_donor={cfg.min_cells_per_donor}"
+            f"mean_cells_per_donor={cfg.mean_cells_per_donor} is below "
+            f"min_cells_per_donor={cfg.min_cells_per_donor}"
         )
     for name in ("twin_share_protein_only", "twin_share_other"):
         if not 0.0 < getattr(cfg, name) < 1.0:
@@ -522,7 +524,7 @@ class _Factors:
 def _donor_factors(
     cfg: SimulationConfig, rng: np.random.Generator, dosage: np.ndarray, variant_ids: pd.Index
 ) -> _Factors:
-    """Draw causal variants and donor factors = centred causal dosage x effect + donor noise (unit variance)."""
+    """Draw causal variants and donor factors: centred causal dosage x effect + noise (unit variance)."""
     freq = dosage.mean(axis=0) / 2.0
     maf = np.minimum(freq, 1.0 - freq)
     candidates = np.flatnonzero(maf >= cfg.causal_maf_min)
@@ -576,7 +578,7 @@ def _states(cfg: SimulationConfig) -> _States:
 
 
 def _program_states(cfg: SimulationConfig) -> np.ndarray:
-    """Cycle D x C programs over states: dominant states without a twin first, then secondary, then twinned."""
+    """Cycle D x C programs over states: untwinned dominant states first, then secondary, then twinned."""
     st = _states(cfg)
     order = np.concatenate([st.dominant[cfg.n_twin_states :], st.secondary, st.dominant[: cfg.n_twin_states]])
     return order[np.arange(cfg.n_dxc) % order.size].astype(np.int64)

@@ -1,5 +1,10 @@
-"""Evaluation metrics: pure functions over arrays and tables that return :class:`MetricResult` rows."""
+"""Evaluation metrics: pure functions over arrays and tables that return :class:`MetricResult` rows.
 
+Importing the package declares the built-in metrics and tasks (:mod:`multilivi.eval.tasks`) in the
+registries of :mod:`multilivi.eval.metrics` and :mod:`multilivi.eval.task_runner`.
+"""
+
+from multilivi.eval import tasks as _builtin_tasks  # noqa: F401  (declares the built-in metrics)
 from multilivi.eval.association import AssociationResult, fit_null, lmm_scan, rank_inverse_normal
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
 from multilivi.eval.fdr import benjamini_hochberg, genomic_control_lambda, qq_plot, storey_qvalues

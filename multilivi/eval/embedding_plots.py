@@ -77,22 +77,7 @@ def plot_umap_grid(
     from matplotlib.lines import Line2D
 
     names = list(panels)
-    if not names:
-        raise ValueError("panels is empty; pass at least one name -> coordinates entry")
-    if isinstance(labels, Mapping):
-        missing = [n for n in names if n not in labels]
-        if missing:
-            raise ValueError(f"labels has no entry for panels {missing}")
-        per_panel = [np.asarray(labels[n]).astype(str) for n in names]
-    elif isinstance(labels, np.ndarray) and labels.ndim == 1:
-        per_panel = [labels.astype(str)] * len(names)
-    else:
-        per_panel = [np.asarray(x).astype(str) for x in labels]
-    if len(per_panel) != len(names):
-        raise ValueError(f"{len(per_panel)} label arrays for {len(names)} panels")
-    for name, lab in zip(names, per_panel):
-        if len(lab) != len(panels[name]):
-            raise ValueError(f"panel {name!r} has {len(panels[name])} points but {len(lab)} labels")
+    per_panel = _labels_per_panel(panels, labels)
     categories = sorted(set(np.concatenate(per_panel)))
     palette = sns.color_palette("tab20" if len(categories) > 10 else "tab10", len(categories))
     colours = dict(zip(categories, palette))
@@ -119,3 +104,27 @@ def plot_umap_grid(
     fig.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _labels_per_panel(
+    panels: Mapping[str, NDArray[np.floating]], labels: Mapping[str, NDArray] | Sequence[NDArray] | NDArray
+) -> list[NDArray[np.str_]]:
+    """One (m,) str label array per panel, in panel order; a ValueError names any mismatch."""
+    names = list(panels)
+    if not names:
+        raise ValueError("panels is empty; pass at least one name -> coordinates entry")
+    if isinstance(labels, Mapping):
+        missing = [n for n in names if n not in labels]
+        if missing:
+            raise ValueError(f"labels has no entry for panels {missing}")
+        per_panel = [np.asarray(labels[n]).astype(str) for n in names]
+    elif isinstance(labels, np.ndarray) and labels.ndim == 1:
+        per_panel = [labels.astype(str)] * len(names)
+    else:
+        per_panel = [np.asarray(x).astype(str) for x in labels]
+    if len(per_panel) != len(names):
+        raise ValueError(f"{len(per_panel)} label arrays for {len(names)} panels")
+    for name, lab in zip(names, per_panel):
+        if len(lab) != len(panels[name]):
+            raise ValueError(f"panel {name!r} has {len(panels[name])} points but {len(lab)} labels")
+    return per_panel

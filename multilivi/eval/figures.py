@@ -1,10 +1,13 @@
 """Report figures drawn from the long score table (the thesis' Fig. 4a-e, plus power/FDR).
 
-Every function takes the score table of ``multilivi.eval.results`` (columns ``SCORE_COLUMNS``)
-and returns a new :class:`matplotlib.figure.Figure`, or ``None`` when the table has no usable
-(status ``ok``) rows for that panel, so a report can simply leave the panel out. Figures are
+Every function takes the score table of ``multilivi.eval.results`` (columns ``SCORE_COLUMNS``),
+the baseline model (drawn first and in grey; None: no baseline) and, where a panel counts
+discoveries, the false-discovery rate of the run; it returns a new
+:class:`matplotlib.figure.Figure`, or ``None`` when the table has no usable (status ``ok``) rows
+for that panel, so a report can simply leave the panel out. Figures are
 built on ``matplotlib.figure.Figure`` directly (no pyplot state, any backend, PNG through Agg)
-and are never saved here; the report saves them.
+and are never saved here; the report saves them. Which way is better on an axis comes from the
+metric registry (:mod:`multilivi.eval.metrics`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from multilivi.eval.metrics import find
+from multilivi.eval.outputs import DEFAULT_FDR
 from multilivi.eval.results import MODEL_LEVEL, SCORE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-BASELINE_MODEL = "livi"
 CLASS_PREFIX = "class_accuracy/"
-NOMINAL_FDR = 0.05
 _BASELINE_COLOUR = "#444444"
 
 
@@ -38,18 +41,46 @@ def check_scores(scores: pd.DataFrame) -> None:
         )
 
 
-def model_order(scores: pd.DataFrame) -> list[str]:
-    """Model names in table order, with the LIVI baseline first when present."""
+def model_order(scores: pd.DataFrame, baseline: str | None = None) -> list[str]:
+    """Model names in table order, with the baseline first when present."""
     models = list(dict.fromkeys(scores["model"].astype(str)))
-    if BASELINE_MODEL in models:
-        models.remove(BASELINE_MODEL)
-        models.insert(0, BASELINE_MODEL)
+    if baseline in models:
+        models.remove(baseline)
+        models.insert(0, baseline)
     return models
 
 
 def row_label(model: str, view: str) -> str:
     """Display label of a model view: ``"dmlivi-50 · shared"``, or the model alone for model-level rows."""
     return model if view == MODEL_LEVEL else f"{model} · {view}"
+
+
+def better(task: str, metric: str) -> str:
+    """Which way is better for a declared metric: ``"higher is better"``, ``"lower is better"`` or
+    ``"closer to 1 is better"``; ``""`` for a metric the registry does not know.
+    """
+    declared = find(task, metric)
+    if declared is None:
+        return ""
+    if declared.direction == "target":
+        return f"closer to {declared.target:g} is better"
+    return "higher is better" if declared.direction == "max" else "lower is better"
+
+
+def fdr_label(fdr: float) -> str:
+    """``"FDR 5 %"`` for ``fdr=0.05``."""
+    return f"FDR {fdr * 100:g} %"
+
+
+def _titled(text: str, task: str, metric: str) -> str:
+    """``text (higher is better)``, the direction from the registry; ``text`` alone when undeclared."""
+    direction = better(task, metric)
+    return f"{text} ({direction})" if direction else text
+
+
+def _header(task: str, metric: str) -> str:
+    declared = find(task, metric)
+    return declared.header if declared is not None else metric
 
 
 def _ok(scores: pd.DataFrame, task: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -60,16 +91,16 @@ def _ok(scores: pd.DataFrame, task: str, metrics: Sequence[str] | None = None) -
     return scores.loc[keep]
 
 
-def _ordered_labels(rows: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[str, str]]:
-    """(model, view) pairs present in ``rows``, ordered by model (LIVI first), then view by appearance."""
-    rank = {m: i for i, m in enumerate(model_order(scores))}
+def _ordered_labels(rows: pd.DataFrame, scores: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
+    """(model, view) pairs present in ``rows``, ordered by model (baseline first), then view by appearance."""
+    rank = {m: i for i, m in enumerate(model_order(scores, baseline))}
     pairs = list(dict.fromkeys(zip(rows["model"].astype(str), rows["view"].astype(str))))
     return sorted(pairs, key=lambda mv: rank[mv[0]])
 
 
-def _palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+def _palette(models: Sequence[str], baseline: str | None) -> dict[str, tuple[float, float, float]]:
     colours = sns.color_palette("tab10", n_colors=max(len(models), 1))
-    return {m: (0.25, 0.25, 0.25) if m == BASELINE_MODEL else colours[i % 10] for i, m in enumerate(models)}
+    return {m: (0.25, 0.25, 0.25) if m == baseline else colours[i % 10] for i, m in enumerate(models)}
 
 
 def _unit_bars(
@@ -98,32 +129,23 @@ def _unit_bars(
     ax.grid(axis="y", alpha=0.3)
 
 
-def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
-    """RNA versus protein held-out NLL per cell, one point per model (thesis Fig. 4a).
-
-    Models with an RNA NLL but no protein NLL (LIVI, RNA-only models) are drawn as open
-    triangles on the bottom edge and labelled "RNA only"; LIVI's RNA NLL is a dashed vertical
-    reference line. Returns ``None`` when no model has an ``ok`` ``nll_per_cell_rna`` row.
-    """
+def _nll_table(scores: pd.DataFrame, baseline: str | None) -> tuple[pd.Series, pd.Series] | None:
+    """RNA and protein NLL per cell by model (baseline first), or None without an RNA NLL."""
     rows = _ok(scores, "reconstruction", ["nll_per_cell_rna", "nll_per_cell_prot"])
     table = rows.pivot_table(index="model", columns="metric", values="value", aggfunc="first")
     if "nll_per_cell_rna" not in table.columns or table["nll_per_cell_rna"].notna().sum() == 0:
         return None
-    table = table.reindex([m for m in model_order(scores) if m in table.index])
+    table = table.reindex([m for m in model_order(scores, baseline) if m in table.index])
     rna = table["nll_per_cell_rna"]
     prot = (
         table["nll_per_cell_prot"] if "nll_per_cell_prot" in table.columns else pd.Series(np.nan, rna.index)
     )
-    colours = _palette(list(table.index))
+    return rna, prot
 
-    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
-    ax = fig.add_subplot()
-    both = rna.notna() & prot.notna()
-    for model in table.index[both]:
-        ax.scatter(rna[model], prot[model], s=60, color=colours[model], edgecolor="black", zorder=3)
-        ax.annotate(model, (rna[model], prot[model]), xytext=(5, 5), textcoords="offset points", fontsize=9)
-    rna_only = table.index[rna.notna() & prot.isna()]
-    for i, model in enumerate(rna_only):
+
+def _rna_only_points(ax: Axes, rna: pd.Series, models: Sequence[str], colours: dict) -> None:
+    """Open triangles on the bottom edge for models without a protein NLL, labelled "RNA only"."""
+    for i, model in enumerate(models):
         ax.scatter(
             rna[model],
             0.0,
@@ -145,20 +167,14 @@ def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
             fontsize=8,
             color=colours[model],
         )
-    if BASELINE_MODEL in rna.index and np.isfinite(rna[BASELINE_MODEL]):
-        ax.axvline(
-            rna[BASELINE_MODEL],
-            color=_BASELINE_COLOUR,
-            linestyle="--",
-            linewidth=1,
-            label=f"LIVI RNA NLL ({rna[BASELINE_MODEL]:.4g})",
-        )
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
+
+
+def _nll_axes(ax: Axes, rna: pd.Series, any_protein: bool) -> None:
     lo, hi = float(rna.min()), float(rna.max())
     pad = 0.15 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
     ax.set_xlim(lo - pad, hi + pad)
     ax.margins(y=0.2)
-    if not both.any():
+    if not any_protein:
         ax.set_yticks([])
         ax.text(
             0.5,
@@ -169,14 +185,47 @@ def nll_tradeoff(scores: pd.DataFrame) -> Figure | None:
             color="grey",
             fontsize=9,
         )
-    ax.set_xlabel("held-out RNA NLL per cell (lower is better)")
-    ax.set_ylabel("held-out protein NLL per cell (lower is better)")
+    ax.set_xlabel(_titled("held-out RNA NLL per cell", "reconstruction", "nll_per_cell_rna"))
+    ax.set_ylabel(_titled("held-out protein NLL per cell", "reconstruction", "nll_per_cell_prot"))
     ax.set_title("RNA–protein reconstruction trade-off")
     ax.grid(alpha=0.3)
+
+
+def nll_tradeoff(scores: pd.DataFrame, *, baseline: str | None = None) -> Figure | None:
+    """RNA versus protein held-out NLL per cell, one point per model (thesis Fig. 4a).
+
+    Models with an RNA NLL but no protein NLL (LIVI, RNA-only models) are drawn as open
+    triangles on the bottom edge and labelled "RNA only"; the baseline's RNA NLL is a dashed
+    vertical reference line. Returns ``None`` when no model has an ``ok`` ``nll_per_cell_rna`` row.
+    """
+    table = _nll_table(scores, baseline)
+    if table is None:
+        return None
+    rna, prot = table
+    colours = _palette(list(rna.index), baseline)
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    both = rna.notna() & prot.notna()
+    for model in rna.index[both]:
+        ax.scatter(rna[model], prot[model], s=60, color=colours[model], edgecolor="black", zorder=3)
+        ax.annotate(model, (rna[model], prot[model]), xytext=(5, 5), textcoords="offset points", fontsize=9)
+    _rna_only_points(ax, rna, list(rna.index[rna.notna() & prot.isna()]), colours)
+    if baseline in rna.index and np.isfinite(rna[baseline]):
+        ax.axvline(
+            rna[baseline],
+            color=_BASELINE_COLOUR,
+            linestyle="--",
+            linewidth=1,
+            label=f"baseline {baseline} RNA NLL ({rna[baseline]:.4g})",
+        )
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    _nll_axes(ax, rna, bool(both.any()))
     return fig
 
 
-def per_class_accuracy(scores: pd.DataFrame, task: str = "probe_cell_subtype") -> Figure | None:
+def per_class_accuracy(
+    scores: pd.DataFrame, task: str = "probe_cell_subtype", *, baseline: str | None = None
+) -> Figure | None:
     """Per-class probe accuracy (recall, mean over seeds), model views × classes (Fig. 4b, 4c).
 
     Parameters
@@ -185,6 +234,8 @@ def per_class_accuracy(scores: pd.DataFrame, task: str = "probe_cell_subtype") -
         Score table.
     task
         ``"probe_cell_subtype"`` or ``"probe_cell_type"``.
+    baseline
+        The model drawn in the first rows (None: table order).
 
     Returns
     -------
@@ -197,7 +248,7 @@ def per_class_accuracy(scores: pd.DataFrame, task: str = "probe_cell_subtype") -
     rows = rows.loc[rows["metric"].str.startswith(CLASS_PREFIX)]
     if rows.empty:
         return None
-    pairs = _ordered_labels(rows, scores)
+    pairs = _ordered_labels(rows, scores, baseline)
     classes = list(dict.fromkeys(rows["metric"].str.removeprefix(CLASS_PREFIX)))
     grid = pd.DataFrame(np.nan, index=[row_label(*p) for p in pairs], columns=classes)
     for r in rows.itertuples(index=False):
@@ -227,8 +278,10 @@ def per_class_accuracy(scores: pd.DataFrame, task: str = "probe_cell_subtype") -
     return fig
 
 
-def association_counts(scores: pd.DataFrame) -> Figure | None:
-    """Significant factor–variant pairs and distinct variants (FDR 5 %) per model view (Fig. 4d).
+def association_counts(
+    scores: pd.DataFrame, *, baseline: str | None = None, fdr: float = DEFAULT_FDR
+) -> Figure | None:
+    """Significant factor–variant pairs and distinct variants (at ``fdr``) per model view (Fig. 4d).
 
     Returns ``None`` when there is no ``ok`` ``n_significant_pairs`` / ``n_significant_variants`` row.
     """
@@ -236,9 +289,8 @@ def association_counts(scores: pd.DataFrame) -> Figure | None:
     rows = _ok(scores, "association", metrics)
     if rows.empty:
         return None
-    pairs = _ordered_labels(rows, scores)
-    labels = [row_label(*p) for p in pairs]
-    colours = _palette(model_order(scores))
+    pairs = _ordered_labels(rows, scores, baseline)
+    colours = _palette(model_order(scores, baseline), baseline)
     fig = Figure(figsize=(9.0, max(2.6, 0.38 * len(pairs) + 1.4)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     titles = {
@@ -257,16 +309,16 @@ def association_counts(scores: pd.DataFrame) -> Figure | None:
                 np.nan_to_num(h), yi, " n/a" if np.isnan(h) else f" {int(round(h))}", va="center", fontsize=8
             )
         ax.set_title(titles[metric], fontsize=10)
-        ax.set_xlabel("count (FDR 5 %)")
+        ax.set_xlabel(f"count ({fdr_label(fdr)})")
         ax.margins(x=0.15)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, labels, fontsize=8)
+    axes[0].set_yticks(y, [row_label(*p) for p in pairs], fontsize=8)
     axes[0].invert_yaxis()
     fig.suptitle("Genetic associations per model view")
     return fig
 
 
-def subtype_and_donor_accuracy(scores: pd.DataFrame) -> Figure | None:
+def subtype_and_donor_accuracy(scores: pd.DataFrame, *, baseline: str | None = None) -> Figure | None:
     """Cell-subtype accuracy and donor accuracy (leakage) per cell view, mean ± sd (Fig. 4e).
 
     Returns ``None`` when neither probe has an ``ok`` ``accuracy`` row.
@@ -276,13 +328,13 @@ def subtype_and_donor_accuracy(scores: pd.DataFrame) -> Figure | None:
     rows = scores.loc[keep & scores["task"].isin(["probe_cell_subtype", "probe_donor"])]
     if rows.empty:
         return None
-    pairs = _ordered_labels(rows, scores)
-    colours = _palette(model_order(scores))
+    pairs = _ordered_labels(rows, scores, baseline)
+    colours = _palette(model_order(scores, baseline), baseline)
     fig = Figure(figsize=(max(6.0, 0.55 * len(pairs) + 3.0), 4.4), layout="constrained")
     axes = fig.subplots(1, 2)
     panels = [
-        ("probe_cell_subtype", "cell-subtype accuracy (higher is better)"),
-        ("probe_donor", "donor accuracy = leakage (lower is better)"),
+        ("probe_cell_subtype", _titled("cell-subtype accuracy", "probe_cell_subtype", "accuracy")),
+        ("probe_donor", _titled("donor accuracy = leakage", "probe_donor", "accuracy")),
     ]
     x = np.arange(len(pairs))
     for ax, (task, title) in zip(axes, panels):
@@ -297,26 +349,27 @@ def subtype_and_donor_accuracy(scores: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def power_fdr(scores: pd.DataFrame) -> Figure | None:
+def power_fdr(
+    scores: pd.DataFrame, *, baseline: str | None = None, fdr: float = DEFAULT_FDR
+) -> Figure | None:
     """Power and empirical FDR of the association tests against the simulated truth.
 
-    A dashed line marks the nominal 5 % FDR. Returns ``None`` when the table has no ``ok``
+    A dashed line marks the nominal FDR ``fdr``. Returns ``None`` when the table has no ``ok``
     ``truth`` rows for ``power`` or ``empirical_fdr``.
     """
-    rows = _ok(scores, "truth", ["power", "empirical_fdr"])
+    metrics = ["power", "empirical_fdr"]
+    rows = _ok(scores, "truth", metrics)
     if rows.empty:
         return None
-    pairs = _ordered_labels(rows, scores)
-    colours = _palette(model_order(scores))
+    pairs = _ordered_labels(rows, scores, baseline)
+    colours = _palette(model_order(scores, baseline), baseline)
     fig = Figure(figsize=(max(6.0, 0.55 * len(pairs) + 3.0), 4.0), layout="constrained")
     axes = fig.subplots(1, 2)
     x = np.arange(len(pairs))
-    for ax, metric, title in zip(
-        axes, ["power", "empirical_fdr"], ["power (higher is better)", "empirical FDR (lower is better)"]
-    ):
+    for ax, metric in zip(axes, metrics):
         values = rows.loc[rows["metric"] == metric].set_index(["model", "view"])["value"]
         heights = np.array([values.get(p, np.nan) for p in pairs], dtype=float)
-        _unit_bars(ax, pairs, colours, heights, title)
+        _unit_bars(ax, pairs, colours, heights, _titled(_header("truth", metric), "truth", metric))
         for xi, h in zip(x, heights):
             ax.text(
                 xi,
@@ -326,7 +379,7 @@ def power_fdr(scores: pd.DataFrame) -> Figure | None:
                 va="bottom",
                 fontsize=7,
             )
-    axes[1].axhline(NOMINAL_FDR, color="firebrick", linestyle="--", linewidth=1, label="nominal FDR 5 %")
+    axes[1].axhline(fdr, color="firebrick", linestyle="--", linewidth=1, label=f"nominal {fdr_label(fdr)}")
     axes[1].legend(fontsize=8, frameon=False)
     fig.suptitle("Association tests against the simulated truth")
     return fig

@@ -30,8 +30,6 @@ class ProbeResult:
         (n_seeds,) test-set scores, one per stratified split.
     per_class
         Class -> (n_seeds,) recall of that class on each split.
-    higher_is_better
-        False for leakage probes (e.g. donor identity from the cell-state view).
     dropped_classes
         Classes with fewer than two cells, left out before splitting.
     reason
@@ -42,7 +40,6 @@ class ProbeResult:
     accuracy: NDArray[np.float64]
     balanced_accuracy: NDArray[np.float64]
     per_class: dict[str, NDArray[np.float64]] = field(default_factory=dict)
-    higher_is_better: bool = True
     dropped_classes: tuple[str, ...] = ()
     reason: str = ""
 
@@ -53,7 +50,7 @@ class ProbeResult:
         """
         names = (f"{self.task}_accuracy", f"{self.task}_balanced_accuracy")
         if self.reason:
-            return [skipped(name, self.reason, self.higher_is_better) for name in names]
+            return [skipped(name, self.reason) for name in names]
         per_class = {label: float(np.mean(v)) for label, v in self.per_class.items()}
         results = []
         for name, values in zip(names, (self.accuracy, self.balanced_accuracy)):
@@ -63,7 +60,7 @@ class ProbeResult:
                 "per_class_accuracy": per_class,
                 "dropped_classes": list(self.dropped_classes),
             }
-            results.append(MetricResult(name, float(np.mean(values)), self.higher_is_better, details))
+            results.append(MetricResult(name, float(np.mean(values)), details))
         return results
 
 
@@ -76,7 +73,6 @@ def probe(
     test_size: float = 0.2,
     max_cells: int | None = None,
     seed: int = 0,
-    higher_is_better: bool = True,
     max_iter: int = 1000,
 ) -> ProbeResult:
     """Multinomial logistic regression on the standardised view, over stratified train/test splits.
@@ -97,8 +93,6 @@ def probe(
         If set, a fixed-seed subsample of this many cells is probed.
     seed
         Seed of the subsample and of the splits.
-    higher_is_better
-        Pass False for leakage probes.
     max_iter
         Iterations of the lbfgs solver.
 
@@ -109,13 +103,22 @@ def probe(
     """
     empty = np.empty(0)
     if labels is None:
-        return ProbeResult(
-            task,
-            empty,
-            empty,
-            higher_is_better=higher_is_better,
-            reason=f"no {task!r} labels for these cells",
-        )
+        return ProbeResult(task, empty, empty, reason=f"no {task!r} labels for these cells")
+    view, labels = _checked_subsample(view, labels, max_cells=max_cells, seed=seed)
+    view, labels, classes, dropped = _without_single_cell_classes(view, labels, task)
+    reason = _unsplittable(labels.size, classes.size, task=task, test_size=test_size)
+    if reason:
+        return ProbeResult(task, empty, empty, dropped_classes=dropped, reason=reason)
+    accuracy, balanced, per_class = _fit_splits(
+        view, labels, classes, n_seeds=n_seeds, test_size=test_size, seed=seed, max_iter=max_iter
+    )
+    return ProbeResult(task, accuracy, balanced, per_class, dropped_classes=dropped)
+
+
+def _checked_subsample(
+    view: NDArray[np.floating], labels: NDArray, *, max_cells: int | None, seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.str_]]:
+    """The (cells, dims) view as float64 and its (cells,) labels as str, subsampled to ``max_cells``."""
     view = np.asarray(view, dtype=np.float64)
     labels = np.asarray(labels).astype(str)
     if view.ndim != 2 or labels.shape != (view.shape[0],):
@@ -127,6 +130,13 @@ def probe(
     if max_cells is not None and view.shape[0] > max_cells:
         keep = np.sort(np.random.default_rng(seed).choice(view.shape[0], max_cells, replace=False))
         view, labels = view[keep], labels[keep]
+    return view, labels
+
+
+def _without_single_cell_classes(
+    view: NDArray[np.float64], labels: NDArray[np.str_], task: str
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.str_], tuple[str, ...]]:
+    """The cells of classes with two or more cells, those classes, and the dropped classes."""
     classes, counts = np.unique(labels, return_counts=True)
     dropped = tuple(str(c) for c in classes[counts < 2])
     if dropped:
@@ -134,26 +144,33 @@ def probe(
         kept = ~np.isin(labels, dropped)
         view, labels = view[kept], labels[kept]
         classes = classes[counts >= 2]
-    if classes.size < 2:
-        return ProbeResult(
-            task,
-            empty,
-            empty,
-            higher_is_better=higher_is_better,
-            dropped_classes=dropped,
-            reason=f"{task!r} has {classes.size} class(es) with two or more cells; need at least two",
+    return view, labels, classes, dropped
+
+
+def _unsplittable(n_cells: int, n_classes: int, *, task: str, test_size: float) -> str:
+    """Why the cells cannot be probed (under two classes, or no split keeps every class); '' if they can."""
+    if n_classes < 2:
+        return f"{task!r} has {n_classes} class(es) with two or more cells; need at least two"
+    n_test = int(np.ceil(test_size * n_cells))
+    if n_test < n_classes or n_cells - n_test < n_classes:
+        return (
+            f"{n_cells} cells cannot be split {1 - test_size:.0%}/{test_size:.0%} "
+            f"with every one of {n_classes} classes on both sides"
         )
-    n_test = int(np.ceil(test_size * labels.size))
-    if n_test < classes.size or labels.size - n_test < classes.size:
-        return ProbeResult(
-            task,
-            empty,
-            empty,
-            higher_is_better=higher_is_better,
-            dropped_classes=dropped,
-            reason=f"{labels.size} cells cannot be split {1 - test_size:.0%}/{test_size:.0%} "
-            f"with every one of {classes.size} classes on both sides",
-        )
+    return ""
+
+
+def _fit_splits(
+    view: NDArray[np.float64],
+    labels: NDArray[np.str_],
+    classes: NDArray[np.str_],
+    *,
+    n_seeds: int,
+    test_size: float,
+    seed: int,
+    max_iter: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], dict[str, NDArray[np.float64]]]:
+    """Accuracy, balanced accuracy (n_seeds,) and per-class recall over ``n_seeds`` stratified splits."""
     accuracy, balanced, per_class = [], [], {str(c): [] for c in classes}
     for i in range(n_seeds):
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + i)
@@ -165,11 +182,4 @@ def probe(
         recalls = recall_score(labels[test], predicted, labels=classes, average=None, zero_division=0.0)
         for c, r in zip(classes, recalls):
             per_class[str(c)].append(r)
-    return ProbeResult(
-        task,
-        np.array(accuracy),
-        np.array(balanced),
-        {c: np.array(v) for c, v in per_class.items()},
-        higher_is_better=higher_is_better,
-        dropped_classes=dropped,
-    )
+    return np.array(accuracy), np.array(balanced), {c: np.array(v) for c, v in per_class.items()}

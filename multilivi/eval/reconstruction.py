@@ -42,7 +42,7 @@ def reconstruction_summary(
             raise ValueError(f"cell_type has {len(cell_type)} entries, nll[{modality!r}] has {values.size}")
         if values.size == 0 or not np.isfinite(values).all():
             reason = f"{modality!r} NLL " + ("is empty" if values.size == 0 else "has NaN or inf entries")
-            results += [skipped(name, reason, higher_is_better=False) for name in names]
+            results += [skipped(name, reason) for name in names]
             continue
         per_type = {}
         if cell_type is not None:
@@ -53,5 +53,5 @@ def reconstruction_summary(
                 "n_features": int(n_features[modality]),
                 "per_cell_type": {str(k): float(v) / divisor for k, v in per_type.items()},
             }
-            results.append(MetricResult(name, float(values.mean()) / divisor, False, details))
+            results.append(MetricResult(name, float(values.mean()) / divisor, details))
     return results

@@ -1,4 +1,7 @@
-"""Score records shared by every metric: one small frozen dataclass per reported number."""
+"""Score records shared by every metric: one small frozen dataclass per reported number.
+
+What a metric means (its direction, range, header) is declared once in :mod:`multilivi.eval.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,6 @@ class MetricResult:
         Metric name, e.g. ``"cell_type_accuracy"``; equals the column used in ``scores.csv``.
     value
         The score, always a Python ``float`` (NaN when the metric could not be computed).
-    higher_is_better
-        Direction used by reports and the regression gate.
     details
         Supporting numbers (standard deviations, per-class values, counts); read-only.
     status
@@ -33,7 +34,6 @@ class MetricResult:
 
     name: str
     value: float
-    higher_is_better: bool
     details: Mapping[str, Any] = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
@@ -52,6 +52,6 @@ class MetricResult:
         return self.status == "ok" and not math.isnan(self.value)
 
 
-def skipped(name: str, reason: str, higher_is_better: bool) -> MetricResult:
+def skipped(name: str, reason: str) -> MetricResult:
     """A result for a metric that cannot be computed on these inputs (value NaN)."""
-    return MetricResult(name, math.nan, higher_is_better, status="skipped", reason=reason)
+    return MetricResult(name, math.nan, status="skipped", reason=reason)

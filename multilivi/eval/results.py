@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from multilivi.atomic import atomic_write
-from multilivi.eval.records import MetricResult
 
 SCORE_COLUMNS = ("model", "view", "task", "metric", "value", "sd", "higher_is_better", "status", "reason")
 MODEL_LEVEL = "-"
@@ -29,33 +28,6 @@ class ScoreRow:
     higher_is_better: bool = True
     status: str = "ok"
     reason: str = ""
-
-
-def rows_from_metrics(
-    results: Iterable[MetricResult], *, model: str, view: str, task: str, strip_prefix: str = ""
-) -> list[ScoreRow]:
-    """Score rows from metric results; ``details['sd']`` becomes the row's sd when present.
-
-    ``strip_prefix`` removes a task prefix from metric names (``cell_type_accuracy`` -> ``accuracy``).
-    """
-    rows = []
-    for result in results:
-        name = result.name.removeprefix(strip_prefix)
-        sd = float(result.details.get("sd", math.nan))
-        rows.append(
-            ScoreRow(
-                model,
-                view,
-                task,
-                name,
-                result.value,
-                float(sd),
-                result.higher_is_better,
-                result.status,
-                result.reason,
-            )
-        )
-    return rows
 
 
 def not_run(model: str, view: str, task: str, reason: str, *, status: str = "skipped") -> ScoreRow:

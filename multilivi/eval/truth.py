@@ -52,22 +52,21 @@ def association_truth(
     found = len(significant & causal)
     false = len(significant & null)
     power = (
-        MetricResult("power", found / len(causal), True, {**details, "n_found": found})
+        MetricResult("power", found / len(causal), {**details, "n_found": found})
         if causal
-        else skipped("power", "no causal variants in the truth", True)
+        else skipped("power", "no causal variants in the truth")
     )
     empirical = MetricResult(
         "empirical_fdr",
         false / max(found + false, 1),
-        False,
         {**details, "n_false": false, "n_significant": found + false},
     )
     columns = [index[v] for v in null_variants]
     if columns:
         null_lambda = genomic_control_lambda(np.asarray(result.pvalues)[:, columns])
-        lam = MetricResult("lambda_gc_null", null_lambda, False, details)
+        lam = MetricResult("lambda_gc_null", null_lambda, details)
     else:
-        lam = skipped("lambda_gc_null", "no null variants in the truth", False)
+        lam = skipped("lambda_gc_null", "no null variants in the truth")
     return [power, empirical, lam]
 
 
@@ -94,9 +93,7 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
         )
     if true_factors.shape[1] == 0:
         return [
-            skipped(
-                "factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover", True
-            )
+            skipped("factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover")
         ]
     if len(common) < 3 or learned_factors.shape[1] == 0:
         return [
@@ -104,7 +101,6 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
                 "factor_recovery",
                 f"{len(common)} donors and {learned_factors.shape[1]} learned "
                 "factors; need at least 3 donors and one factor",
-                True,
             )
         ]
     truth = true_factors.set_axis(true_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
@@ -118,13 +114,13 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
         "best_factor": {str(p): str(learned_factors.columns[m]) for p, m in zip(true_factors.columns, match)},
         "n_donors": len(common),
     }
-    return [MetricResult("factor_recovery", float(np.nanmean(best)), True, details)]
+    return [MetricResult("factor_recovery", float(np.nanmean(best)), details)]
 
 
 def factor_recovery_chance(
     true_factors: pd.DataFrame, n_factors: int, *, n_draws: int = 200, quantile: float = 0.99, seed: int = 0
 ) -> float:
-    """The ``quantile`` of ``factor_recovery`` that ``n_factors`` independent Gaussian factors reach by chance.
+    """The ``quantile`` of ``factor_recovery`` that ``n_factors`` random Gaussian factors reach by chance.
 
     Parameters
     ----------
@@ -174,7 +170,7 @@ def cell_state_recovery(
             f"true_state has {true_state.shape[0]} rows but view has shape {view.shape}; pass the same cells"
         )
     if view.shape[0] < 10:
-        return [skipped("cell_state_r2", f"{view.shape[0]} cells; need at least 10", True)]
+        return [skipped("cell_state_r2", f"{view.shape[0]} cells; need at least 10")]
     x_train, x_test, y_train, y_test = train_test_split(
         view, true_state, test_size=test_size, random_state=seed
     )
@@ -188,7 +184,7 @@ def cell_state_recovery(
         "per_dimension_best_abs_corr": best_corr.tolist(),
         "seed": seed,
     }
-    return [MetricResult("cell_state_r2", float(r2.mean()), True, details)]
+    return [MetricResult("cell_state_r2", float(r2.mean()), details)]
 
 
 def _correlation(a: NDArray, b: NDArray) -> NDArray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from multilivi.data.cohort import PROT, RNA, Cohort
 from multilivi.data.genetics import few_names
-from multilivi.models.components import Encoder
+from multilivi.models.components import Encoder, assignment_penalty
 from multilivi.models.train import Batch, CellBatches, Stage, TrainConfig, fit_module, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -98,12 +99,61 @@ def check_weights(config: Any, *names: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- module
+SumOrder = Literal["penalties_last", "flat"]
+
+
 @dataclass
 class LossOutput:
-    """A minibatch loss and its named terms (scalars; ``terms["loss"]`` is ``loss``)."""
+    """The named terms of one minibatch loss, by kind, and their total (after scvi-tools' ``LossOutput``).
 
-    loss: Tensor
-    terms: dict[str, Tensor]
+    Every term is a scalar tensor and every term counts: :attr:`total` sums them all, so a new
+    penalty or regulariser cannot be left out of the loss.
+
+    Attributes
+    ----------
+    reconstruction
+        ``nll_<modality>`` → mean per-cell NLL, unweighted (as the history reports it).
+    weights
+        ``nll_<modality>`` → λ_m, the weight of that NLL in the total (one per reconstruction term).
+    regularisers
+        Cell-state terms, weighted: KL divergences, DMLIVI's alignment and disentanglement.
+    penalties
+        Donor-stage penalties, weighted: λ_L1‖W_DxC^m‖₁ per modality and the assignment penalty
+        (zero before the donor stage); see :meth:`LatentModule.donor_penalties`.
+    sum_order
+        How the float sum is associated: ``"penalties_last"`` = (Σ λ_m·NLL_m + Σ regularisers) +
+        Σ penalties (LIVI, MultiSLIVI); ``"flat"`` = Σ λ_m·NLL_m + Σ (regularisers, then penalties)
+        (DMLIVI). Equal up to rounding; each family keeps the association it was trained with, so a
+        seeded fit reproduces bit for bit.
+    """
+
+    reconstruction: dict[str, Tensor]
+    weights: dict[str, float]
+    regularisers: dict[str, Tensor]
+    penalties: dict[str, Tensor]
+    sum_order: SumOrder = "penalties_last"
+
+    def __post_init__(self) -> None:
+        if set(self.weights) != set(self.reconstruction):
+            raise ValueError(
+                f"reconstruction terms {list(self.reconstruction)} and weights {list(self.weights)} differ"
+            )
+        names = [*self.reconstruction, *self.regularisers, *self.penalties]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"loss term names must be unique and not 'loss', got {names}")
+
+    @cached_property
+    def total(self) -> Tensor:
+        """The minibatch loss: every term, the NLLs weighted by λ_m."""
+        loss = sum(self.weights[name] * value for name, value in self.reconstruction.items())
+        if self.sum_order == "flat":
+            return loss + sum([*self.regularisers.values(), *self.penalties.values()])
+        return loss + sum(self.regularisers.values()) + sum(self.penalties.values())
+
+    @property
+    def terms(self) -> dict[str, Tensor]:
+        """Every term by name, then ``loss`` (the total): what the training history records."""
+        return {**self.reconstruction, **self.regularisers, **self.penalties, "loss": self.total}
 
 
 class DonorEffects(nn.Module):
@@ -122,13 +172,17 @@ class DonorEffects(nn.Module):
 class LatentModule(nn.Module):
     """Base of the three torch modules: the stage switch, written once.
 
-    Subclasses hold ``donor: DonorEffects`` and implement ``cell_state_parameters``, ``loss``,
-    ``posterior_means``, ``log_prob_at_mean`` and ``loadings``.
+    Subclasses hold ``config``, ``donor: DonorEffects`` and ``decoders`` (modality → ModalityDecoder)
+    and implement ``cell_state_parameters``, ``loss`` (through :meth:`loss_output`),
+    ``posterior_means`` and ``log_prob_at_mean``.
     """
 
+    config: ModelConfig
     donor: DonorEffects
+    decoders: nn.ModuleDict  # modality -> ModalityDecoder
     weights: dict[str, float]  # modality -> reconstruction weight λ_m in stage 1
     donor_weights: dict[str, float]  # modality -> λ_m in stage 2 (equal to ``weights`` unless configured)
+    sum_order: ClassVar[SumOrder] = "penalties_last"  # see LossOutput
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,7 +196,10 @@ class LatentModule(nn.Module):
         raise NotImplementedError
 
     def donor_parameters(self) -> list[nn.Parameter]:
-        raise NotImplementedError
+        """D, V, A and every decoder's W_DxC and W_V: frozen in stage 1, trained in stage 2."""
+        return list(self.donor.parameters()) + [
+            p for d in self.decoders.values() for p in d.donor_parameters()
+        ]
 
     def set_stage(self, stage: Stage) -> None:
         """Apply a stage: which parameters train, and whether the donor terms enter the logits.
@@ -163,6 +220,36 @@ class LatentModule(nn.Module):
     def loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
         raise NotImplementedError
 
+    def loss_output(self, log_probs: dict[str, Tensor], regularisers: dict[str, Tensor]) -> LossOutput:
+        """The minibatch :class:`LossOutput`: the family's terms and the shared :meth:`donor_penalties`.
+
+        ``log_probs`` maps each modality to its per-cell log-likelihood (B,), whose mean NLL is weighted
+        by this stage's λ_m; ``regularisers`` are the family's weighted cell-state terms.
+        """
+        weights = self.reconstruction_weights()
+        return LossOutput(
+            reconstruction={f"nll_{m}": -lp.mean() for m, lp in log_probs.items()},
+            weights={f"nll_{m}": weights[m] for m in log_probs},
+            regularisers=regularisers,
+            penalties=self.donor_penalties(),
+            sum_order=self.sum_order,
+        )
+
+    def donor_penalties(self) -> dict[str, Tensor]:
+        """``l1_<m>`` = λ_L1‖W_DxC^m‖₁ per modality and ``assign`` = λ_A Σ(σ(A)(1−σ(A)))².
+
+        Not scaled by the number of cells, as the reference; zero before the donor stage.
+        """
+        zero = torch.zeros((), device=self.donor.d.device)
+        terms = {
+            f"l1_{m}": self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
+            for m, d in self.decoders.items()
+        }
+        terms["assign"] = (
+            self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
+        )
+        return terms
+
     def posterior_means(self, batch: Batch) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -170,7 +257,8 @@ class LatentModule(nn.Module):
         raise NotImplementedError
 
     def loadings(self) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """``"<modality>/<C|DxC|V>"`` → that decoder's features × factors weight."""
+        return {f"{m}/{term}": w for m, d in self.decoders.items() for term, w in d.loadings().items()}
 
 
 def encoder_input(x: Tensor, kind: str) -> Tensor:
@@ -191,8 +279,9 @@ def _check_every_donor_trains(cohort: Cohort, rows: np.ndarray) -> None:
     if len(untrained):
         raise ValueError(
             f"{len(untrained)} donors have no training cells ({few_names(untrained)}): their donor factors "
-            "would be untrained noise tested for association; put at least one cell of every donor in train_idx "
-            "(multilivi.data.split_cells stratifies within donor), or drop those donors from the cohort"
+            "would be untrained noise tested for association; put at least one cell of every donor in "
+            "train_idx (multilivi.data.split_cells stratifies within donor), or drop those donors from "
+            "the cohort"
         )
 
 
@@ -414,10 +503,11 @@ def _same_names(what: str, trained: pd.Index, given: pd.Index, *, ordered: bool)
     unknown = given.difference(trained)
     missing = trained.difference(given) if ordered else pd.Index([])
     if len(unknown) or len(missing):
+        missed = f", {len(missing)} missing ({list(missing[:5])})" if len(missing) else ""
         raise ValueError(
             f"the cohort's {what} differ from the model's training {what}: {len(unknown)} unknown "
-            f"({list(unknown[:5])}){f', {len(missing)} missing ({list(missing[:5])})' if len(missing) else ''}; "
-            "use the cohort the model was trained on (or one with the same names)"
+            f"({list(unknown[:5])}){missed}; use the cohort the model was trained on (or one with the "
+            "same names)"
         )
     if ordered and not given.equals(trained):
         raise ValueError(

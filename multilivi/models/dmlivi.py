@@ -37,7 +37,6 @@ from multilivi.models.base import (
 from multilivi.models.components import (
     Encoder,
     ModalityDecoder,
-    assignment_penalty,
     interaction,
     kl_standard_normal,
     product_of_experts,
@@ -91,6 +90,8 @@ def correlation_penalty(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
 class DMLIVIModule(LatentModule):
     """Four encoders, product of experts, decoders on [c, s_m], shared donor effects."""
 
+    sum_order = "flat"
+
     def __init__(self, config: DMLIVIConfig, n_features: dict[str, int], n_donors: int) -> None:
         super().__init__()
         self.config = config
@@ -119,11 +120,6 @@ class DMLIVIModule(LatentModule):
     def cell_state_parameters(self) -> list[nn.Parameter]:
         return encoder_parameters(*self._encoders()) + [
             p for d in self.decoders.values() for p in d.cell_state_parameters()
-        ]
-
-    def donor_parameters(self) -> list[nn.Parameter]:
-        return list(self.donor.parameters()) + [
-            p for d in self.decoders.values() for p in d.donor_parameters()
         ]
 
     def _encode(self, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
@@ -162,24 +158,13 @@ class DMLIVIModule(LatentModule):
         post = self._encode(batch)
         draws = {k: sample(*post[k], generator) for k in ("c", "s_rna", "s_prot")}
         log_probs = self._log_probs(batch, draws["c"], draws["s_rna"], draws["s_prot"])
-        terms = {f"nll_{m}": -lp.mean() for m, lp in log_probs.items()}
-        for k in ("c", "s_rna", "s_prot"):
-            terms[f"kl_{k}"] = kl_standard_normal(*post[k]).mean()
-        terms["align"] = self.config.align_weight * (post["c_rna"][0] - post["c_prot"][0]).pow(2).mean()
-        terms["disent"] = self.config.disent_weight * sum(
+        regularisers = {f"kl_{k}": kl_standard_normal(*post[k]).mean() for k in ("c", "s_rna", "s_prot")}
+        align = (post["c_rna"][0] - post["c_prot"][0]).pow(2).mean()
+        regularisers["align"] = self.config.align_weight * align
+        regularisers["disent"] = self.config.disent_weight * sum(
             correlation_penalty(post["c"][0], post[s][0]) for s in ("s_rna", "s_prot")
         )
-        zero = torch.zeros((), device=batch["donor"].device)
-        for m, d in self.decoders.items():
-            terms[f"l1_{m}"] = self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
-        terms["assign"] = (
-            self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
-        )
-        weights = self.reconstruction_weights()
-        loss = sum(weights[m] * terms[f"nll_{m}"] for m in self.decoders)
-        loss = loss + sum(v for k, v in terms.items() if not k.startswith("nll_"))
-        terms["loss"] = loss
-        return LossOutput(loss, terms)
+        return self.loss_output(log_probs, regularisers)
 
     def posterior_means(self, batch: Batch) -> dict[str, Tensor]:
         post = self._encode(batch)
@@ -189,9 +174,6 @@ class DMLIVIModule(LatentModule):
     def log_prob_at_mean(self, batch: Batch) -> dict[str, Tensor]:
         post = self._encode(batch)
         return self._log_probs(batch, post["c"][0], post["s_rna"][0], post["s_prot"][0])
-
-    def loadings(self) -> dict[str, Tensor]:
-        return {f"{m}/{term}": w for m, d in self.decoders.items() for term, w in d.loadings().items()}
 
 
 class DMLIVI(ModelBase):

@@ -31,13 +31,7 @@ from multilivi.models.base import (
     encoder_parameters,
     sample,
 )
-from multilivi.models.components import (
-    Encoder,
-    ModalityDecoder,
-    assignment_penalty,
-    interaction,
-    kl_standard_normal,
-)
+from multilivi.models.components import Encoder, ModalityDecoder, interaction, kl_standard_normal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,11 +91,6 @@ class SharedLatentModule(LatentModule):
             p for d in self.decoders.values() for p in d.cell_state_parameters()
         ]
 
-    def donor_parameters(self) -> list[nn.Parameter]:
-        return list(self.donor.parameters()) + [
-            p for d in self.decoders.values() for p in d.donor_parameters()
-        ]
-
     def _encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
         x = torch.cat(
             [encoder_input(batch["x"][m], self.config.encoder_input) for m in self.decoders], dim=-1
@@ -124,35 +113,13 @@ class SharedLatentModule(LatentModule):
     def loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
         mu, logvar = self._encode(batch)
         log_probs = self._log_probs(batch, sample(mu, logvar, generator))
-        terms = {f"nll_{m}": -lp.mean() for m, lp in log_probs.items()}
-        terms["kl"] = kl_standard_normal(mu, logvar).mean()
-        terms.update(self._penalties())
-        weights = self.reconstruction_weights()
-        loss = sum(weights[m] * terms[f"nll_{m}"] for m in self.decoders) + terms["kl"]
-        loss = loss + sum(v for k, v in terms.items() if k.startswith("l1") or k == "assign")
-        terms["loss"] = loss
-        return LossOutput(loss, terms)
-
-    def _penalties(self) -> dict[str, Tensor]:
-        """λ_L1‖W_DxC^m‖₁ per modality and λ_A Σ(σ(A)(1−σ(A)))²; zero before the donor stage."""
-        zero = torch.zeros((), device=self.donor.d.device)
-        terms = {
-            f"l1_{m}": self.config.l1_weight * d.w_dxc.weight.abs().sum() if self.donor_on else zero
-            for m, d in self.decoders.items()
-        }
-        terms["assign"] = (
-            self.config.a_weight * assignment_penalty(self.donor.assign_logits) if self.donor_on else zero
-        )
-        return terms
+        return self.loss_output(log_probs, {"kl": kl_standard_normal(mu, logvar).mean()})
 
     def posterior_means(self, batch: Batch) -> dict[str, Tensor]:
         return {"c": self._encode(batch)[0]}
 
     def log_prob_at_mean(self, batch: Batch) -> dict[str, Tensor]:
         return self._log_probs(batch, self._encode(batch)[0])
-
-    def loadings(self) -> dict[str, Tensor]:
-        return {f"{m}/{term}": w for m, d in self.decoders.items() for term, w in d.loadings().items()}
 
 
 class LIVI(ModelBase):

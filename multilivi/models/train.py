@@ -141,7 +141,7 @@ def fit_module(
     -------
     list of dict
         One record per epoch: ``epoch``, ``stage`` and the cell-weighted epoch mean of every loss
-        term the module reports (``loss`` is their weighted sum).
+        term the module reports (``loss`` is their total, :attr:`LossOutput.total`).
 
     Raises
     ------
@@ -162,8 +162,9 @@ def fit_module(
         sums: dict[str, float] = {}
         for rows in minibatches(data.n_cells, config.batch_size, rng):
             out = module.loss(data.batch(rows, device), generator)
-            names = list(out.terms)
-            values = torch.stack([out.terms[k].detach() for k in names]).tolist()
+            terms = out.terms
+            names = list(terms)
+            values = torch.stack([terms[k].detach() for k in names]).tolist()
             for name, value in zip(names, values):
                 if not math.isfinite(value):
                     raise FloatingPointError(
@@ -172,7 +173,7 @@ def fit_module(
                     )
                 sums[name] = sums.get(name, 0.0) + value * len(rows)
             optimiser.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out.total.backward()
             optimiser.step()
         record = {
             "epoch": float(epoch),

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from cohort_factories import make_mdata
 
-from benchmarks.embeddings import check_embedding, parse_embedding_spec, parse_pca_spec, pca_outputs
+from benchmarks.kinds.embedding import check_embedding, parse_embedding_spec
+from benchmarks.kinds.pca import parse_pca_spec, pca_outputs
 from multilivi.data import Cohort
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import gate
+from multilivi.eval.metrics import lookup
 from multilivi.eval.results import ScoreRow, scores_frame
 
 MODELS = ["livi", "mslivi-50"]
@@ -84,30 +85,25 @@ def test_bound_is_calibrated_for_one_new_run_from_a_normal_spread():
     """P(a fresh seed falls beyond the bound) <= alpha, and not far below it (the gate is not slack)."""
     rng = np.random.default_rng(0)
     alpha, n_trials = 0.05, 4000
-    metric = gate.GATED[("probe_cell_type", "accuracy")]
+    metric = lookup("probe_cell_type", "accuracy")
     alarms = 0
     for _ in range(n_trials):
         values = 0.5 + 0.05 * rng.standard_normal(21)  # 20 baseline seeds and the check seed
-        low, _ = gate.acceptable_range(values[:20], metric, higher_is_better=True, alpha=alpha)
+        low, _ = gate.acceptable_range(values[:20], metric, alpha=alpha)
         alarms += values[20] < low
     rate, se = alarms / n_trials, np.sqrt(alpha * (1 - alpha) / n_trials)
     assert alpha / 2 < rate <= alpha + 3 * se, rate
 
 
 def test_family_wise_false_alarms_are_controlled_and_a_real_shift_is_caught():
-    """40 metrics, 20 baseline seeds: an unchanged model fails < 1 % of checks; a 6-sd drop fails nearly all."""
+    """40 metrics, 20 baseline seeds: an unchanged model fails < 1 % of checks, a 6-sd drop nearly all."""
     rng = np.random.default_rng(1)
     n_metrics, n_trials, alpha = 40, 300, 0.01
-    metric = gate.GATED[("reconstruction", "nll_per_cell_rna")]  # lower is better
+    metric = lookup("reconstruction", "nll_per_cell_rna")  # lower is better
     false_alarms = caught = 0
     for _ in range(n_trials):
         values = 1000 + 50 * rng.standard_normal((n_metrics, 21))
-        bounds = np.array(
-            [
-                gate.acceptable_range(v[:20], metric, higher_is_better=False, alpha=alpha / n_metrics)[1]
-                for v in values
-            ]
-        )
+        bounds = np.array([gate.acceptable_range(v[:20], metric, alpha=alpha / n_metrics)[1] for v in values])
         false_alarms += bool((values[:, 20] > bounds).any())
         caught += bool(values[0, 20] + 6 * 50 > bounds[0])
     assert false_alarms / n_trials <= 0.03, false_alarms  # expected <= 1 %; 3 % is 3.5 SE above it
@@ -116,23 +112,17 @@ def test_family_wise_false_alarms_are_controlled_and_a_real_shift_is_caught():
 
 def test_bound_never_falls_inside_the_values_the_baseline_reached():
     values = np.array([0.83] * 19 + [0.60])  # one collapsed seed among 20
-    low, high = gate.acceptable_range(
-        values, gate.GATED[("probe_cell_type", "accuracy")], higher_is_better=True, alpha=0.05
-    )
+    low, high = gate.acceptable_range(values, lookup("probe_cell_type", "accuracy"), alpha=0.05)
     assert low < 0.60 - 0.0099 and high is None
 
 
 def test_lambda_has_two_bounds_that_always_admit_the_target():
     rng = np.random.default_rng(2)
-    metric = gate.GATED[("association", "lambda_gc")]
-    low, high = gate.acceptable_range(
-        1.05 + 0.02 * rng.standard_normal(20), metric, higher_is_better=False, alpha=0.01
-    )
+    metric = lookup("association", "lambda_gc")
+    low, high = gate.acceptable_range(1.05 + 0.02 * rng.standard_normal(20), metric, alpha=0.01)
     assert 0.9 < low < 1.0 and 1.05 < high < 1.2
     # an inflated baseline
-    low, high = gate.acceptable_range(
-        1.3 + 0.01 * rng.standard_normal(20), metric, higher_is_better=False, alpha=0.01
-    )
+    low, high = gate.acceptable_range(1.3 + 0.01 * rng.standard_normal(20), metric, alpha=0.01)
     assert low == 1.0 and high > 1.3
 
 
@@ -144,7 +134,7 @@ def test_baseline_records_seeds_machine_and_bounds(baseline):
     assert accuracy["gated"] and len(accuracy["values"]) == 20
     assert accuracy["mean"] == pytest.approx(np.mean(accuracy["values"]))
     assert accuracy["low"] < min(accuracy["values"]) and accuracy["high"] is None
-    # Bonferroni over the 6 declared metrics with values x 2 models (those that turn out unable to fail included)
+    # Bonferroni over the 6 declared metrics with values x 2 models (those unable to fail included)
     assert baseline["alpha_per_metric"] == pytest.approx(gate.FAMILY_ALPHA / 12)
 
 

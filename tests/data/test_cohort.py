@@ -168,7 +168,8 @@ def test_failed_write_leaves_previous_file_intact(tmp_path, mdata, monkeypatch):
     before = (tmp_path / "cohort.h5mu").read_bytes()
 
     def broken_write(self, path, *args, **kwargs):
-        open(path, "wb").write(b"half")
+        with open(path, "wb") as handle:
+            handle.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(md.MuData, "write", broken_write)

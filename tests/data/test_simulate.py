@@ -249,7 +249,7 @@ def test_simulated_genotypes_have_structure_missing_calls_and_a_variant_table():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ci", "default"])
 def test_simulated_cohort_round_trips_through_disk_and_the_cli(name, tmp_path):
-    """The cohorts the harness makes (`--dataset sim-ci`, `sim`) written, read back, and run as `--dataset PATH`."""
+    """The harness's cohorts (`--dataset sim-ci`, `sim`) written, read back, and run as `--dataset PATH`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         cohort = simulate(CI if name == "ci" else SimulationConfig(), seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,13 +11,9 @@ from glimix_core.lmm import LMM
 from numpy_sugar.linalg import economic_qs
 from scipy import special, stats
 
-from multilivi.eval.association import (
-    fit_null,
-    lmm_scan,
-    rank_inverse_normal,
-    scan_rotated,
-    standardise_variants,
-)
+from multilivi.data.genetics import standardised_genotypes
+from multilivi.eval.association import fit_null, lmm_scan, rank_inverse_normal
+from multilivi.eval.lmm import GLIMIX_MIN_DELTA, scan_rotated
 
 
 def gower_grm(genotypes: np.ndarray) -> np.ndarray:
@@ -102,7 +100,7 @@ def test_null_fit_is_a_maximum(data):
 def test_scan_matches_glimix_given_the_same_delta(data, glimix):
     phenotypes, dosage, donors, variants, kinship, covariates = data
     null = fit_null(phenotypes.to_numpy(), design(data), kinship, delta=glimix.delta)
-    g_std, sd, keep = standardise_variants(dosage)
+    g_std, keep, sd = standardised_genotypes(dosage, return_sd=True)
     pvalues, alpha, se = scan_rotated(null, null.rotation @ g_std)
     ours, theirs = np.log10(pvalues), np.log10(glimix.pvalues[:, keep])
     assert np.all(np.abs(ours - theirs) <= 1e-6 * np.maximum(1.0, np.abs(theirs)))
@@ -304,3 +302,44 @@ def test_glimix_engine_standard_errors_without_covariates(data):
             result.delta[1],
         )
         np.testing.assert_allclose([result.beta[1, j], result.se[1, j]], [beta, se], rtol=1e-8)
+
+
+def test_glimix_fallback_is_bounded_through_the_public_api(monkeypatch, caplog):
+    """A fully genetic factor makes glimix-core's unbounded fit fail; the refit keeps delta >= 1e-6
+    without changing glimix-core's own bounds on its parameters."""
+    from optimix import Scalar
+
+    logmax = float(np.log(np.finfo(float).max))
+    bounds_set, bounds = [], Scalar.bounds
+
+    def record(scalar, value):
+        bounds_set.append(tuple(value))
+        bounds.fset(scalar, value)
+
+    monkeypatch.setattr(Scalar, "bounds", property(bounds.fget, record))
+    phenotypes, dosage, donors, variants, kinship, covariates = cohort(
+        n=60, n_factors=3, n_variants=40, h2=1.0
+    )
+    with caplog.at_level(logging.WARNING, logger="multilivi.eval.lmm"):
+        result = lmm_scan(
+            phenotypes,
+            dosage,
+            donors=donors,
+            variant_ids=variants,
+            kinship=kinship,
+            covariates=covariates,
+            engine="glimix",
+        )
+    assert "refitting with delta >= 1e-06" in caplog.text
+    assert set(bounds_set) == {(-logmax, logmax)}  # only glimix-core's defaults, set by LMM itself
+    bounded = np.flatnonzero(result.delta < 1e-5)
+    assert bounded.size and np.all(result.delta[bounded] >= GLIMIX_MIN_DELTA)
+    x = np.column_stack([np.ones(len(donors)), covariates.to_numpy()])
+    ours = fit_null(phenotypes.to_numpy(), x, kinship, delta=result.delta)
+    np.testing.assert_allclose(ours.lml, result.null_lml, rtol=1e-10)
+    imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
+    f = bounded[0]
+    for j in (0, 39):
+        p, beta, se = direct_gls(phenotypes.iloc[:, f].to_numpy(), x, imputed[:, j], kinship, result.delta[f])
+        np.testing.assert_allclose([result.beta[f, j], result.se[f, j]], [beta, se], rtol=1e-6)
+        np.testing.assert_allclose(np.log10(result.pvalues[f, j]), np.log10(p), rtol=1e-6)

@@ -13,6 +13,7 @@ from scipy import stats
 
 from multilivi.eval.association import lmm_scan
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
+from multilivi.eval.metrics import lookup
 from multilivi.eval.phenotypes import donor_means
 from multilivi.eval.reconstruction import reconstruction_summary
 from multilivi.eval.records import MetricResult, skipped
@@ -25,13 +26,13 @@ from multilivi.eval.truth import (
 
 
 def test_metric_result_is_frozen_and_typed():
-    result = MetricResult("x", np.float32(0.5), True)
+    result = MetricResult("x", np.float32(0.5))
     assert type(result.value) is float
     with pytest.raises(AttributeError):
         result.value = 1.0
-    assert skipped("x", "no labels", True).status == "skipped"
+    assert skipped("x", "no labels").status == "skipped"
     with pytest.raises(ValueError, match="reason"):
-        MetricResult("x", 1.0, True, status="skipped")
+        MetricResult("x", 1.0, status="skipped")
 
 
 def test_reconstruction_summary_means_and_breakdown():
@@ -42,7 +43,7 @@ def test_reconstruction_summary_means_and_breakdown():
     assert results["nll_per_feature_rna"].value == 0.25
     assert results["nll_per_cell_prot"].details["per_cell_type"] == {"B": 2.0, "T": 6.0}
     assert results["nll_per_feature_prot"].details["per_cell_type"] == {"B": 0.2, "T": 0.6}
-    assert not any(r.higher_is_better for r in results.values())
+    assert all(lookup("reconstruction", name).direction == "min" for name in results)
     bad = reconstruction_summary({"rna": np.array([np.nan, 1.0])}, {"rna": 5})
     assert all(r.status == "skipped" for r in bad)
 

@@ -16,7 +16,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from multilivi.eval import figures
-from multilivi.eval.report import DOWN, SAME, UP, compare_to_baseline, direction, format_number, write_report
+from multilivi.eval.metrics import Metric, lookup, register, unregister
+from multilivi.eval.report import DOWN, SAME, UP, arrow, compare_to_baseline, format_number, write_report
 from multilivi.eval.results import ScoreRow, not_run, scores_frame
 
 SUBTYPES = ["naive B", "memory B", "plasma", "transitional B"]
@@ -45,8 +46,7 @@ LAMBDA = {"livi": 1.30, "mslivi-50": 1.42, "dmlivi-50": 1.05, "emb-scvi": 0.97}
 NULL_LAMBDA = {("livi", "D"): 1.06, ("mslivi-50", "D"): 0.98}
 
 
-def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
+def _reconstruction_rows(rng: np.random.Generator) -> list[ScoreRow]:
     rows: list[ScoreRow] = []
     for model, (rna, prot) in NLL.items():
         rows += [
@@ -85,6 +85,11 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
             ScoreRow(model, "-", "training", "fit_seconds", 40 + 30 * rng.random(), higher_is_better=False)
         )
     rows.append(not_run("emb-scvi", "-", "reconstruction", "an embedding has no decoder"))
+    return rows
+
+
+def _cell_rows(rng: np.random.Generator) -> list[ScoreRow]:
+    rows: list[ScoreRow] = []
     for model, views in CELL_VIEWS.items():
         for view in views:
             for task, classes in (("probe_cell_type", CELL_TYPES), ("probe_cell_subtype", SUBTYPES)):
@@ -103,6 +108,11 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
             rows.append(
                 ScoreRow(model, view, "probe_donor", "accuracy", leak, sd=0.02, higher_is_better=False)
             )
+    return rows
+
+
+def _donor_rows(rng: np.random.Generator) -> list[ScoreRow]:
+    rows: list[ScoreRow] = []
     for model, views in DONOR_VIEWS.items():
         for view in views:
             pairs = int(rng.integers(5, 60))
@@ -143,6 +153,12 @@ def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
                     ScoreRow(model, view, "truth", f"factor_recovery/program_{p}", float(rng.uniform(0.4, 1)))
                     for p in range(3)
                 ]
+    return rows
+
+
+def synthetic_scores(with_livi: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = _reconstruction_rows(rng) + _cell_rows(rng) + _donor_rows(rng)
     rows.append(not_run("emb-scvi", "donor_means", "probe_donor", "donor means have one row per donor"))
     # metrics outside the SCORES.md vocabulary must still reach the report
     rows += [
@@ -264,18 +280,25 @@ def test_sections_in_order(report):
 
 
 def test_direction_rules():
-    assert direction("nll_per_cell_rna", 1610.5, 1520.0, higher_is_better=False) == DOWN
-    assert direction("nll_per_cell_rna", 1498.0, 1520.0, higher_is_better=False) == UP
-    assert direction("accuracy", 0.9, 0.8, higher_is_better=True) == UP
-    assert direction("lambda_gc", 1.05, 1.30, higher_is_better=False) == UP
-    assert direction("lambda_gc", 0.90, 1.05, higher_is_better=False) == DOWN  # |0.90-1| > |1.05-1|
-    assert direction("lambda_gc", 1.2, 0.8, higher_is_better=True) == SAME
-    assert direction("accuracy", 0.5, 0.5 + 1e-13, higher_is_better=True) == SAME
-    assert direction("accuracy", 0.5, math.nan, higher_is_better=True) == ""
+    nll = lookup("reconstruction", "nll_per_cell_rna")
+    accuracy = lookup("probe_cell_type", "accuracy")
+    lambda_gc = lookup("association", "lambda_gc")  # declared direction "target", target 1
+    assert arrow(1610.5, 1520.0, nll) == DOWN
+    assert arrow(1498.0, 1520.0, nll) == UP
+    assert arrow(0.9, 0.8, accuracy) == UP
+    assert arrow(1.05, 1.30, lambda_gc) == UP
+    assert arrow(0.90, 1.05, lambda_gc) == DOWN  # |0.90-1| > |1.05-1|
+    assert arrow(1.2, 0.8, lambda_gc) == SAME
+    assert arrow(0.5, 0.5 + 1e-13, accuracy) == SAME
+    assert arrow(0.5, math.nan, accuracy) == ""
+    # descriptive metrics (compared=False) have no arrow; undeclared ones follow higher_is_better
+    assert arrow(2400.0, 600.0, lookup("association", "n_tests")) == ""
+    assert arrow(1.6, 1.5, None, higher_is_better=False) == DOWN
+    assert arrow(1.6, 1.5) == UP
 
 
 def test_compare_to_baseline_matches_views():
-    cmp = compare_to_baseline(synthetic_scores()).set_index(["model", "view", "task", "metric"])
+    cmp = compare_to_baseline(synthetic_scores(), "livi").set_index(["model", "view", "task", "metric"])
     ms = cmp.loc[("mslivi-50", "-", "reconstruction", "nll_per_cell_rna")]
     assert ms.arrow == DOWN and ms["diff"] == pytest.approx(1610.5 - 1520.0)
     assert cmp.loc[("dmlivi-50", "-", "reconstruction", "nll_per_cell_rna"), "arrow"] == UP
@@ -291,7 +314,7 @@ def test_compare_to_baseline_matches_views():
             ScoreRow("pca", "donor_means_rna", "association", "lambda_gc", 1.1, higher_is_better=False),
         ]
     )
-    assert compare_to_baseline(pca).iloc[1][["baseline_view", "arrow"]].tolist() == ["D", UP]
+    assert compare_to_baseline(pca, "livi").iloc[1][["baseline_view", "arrow"]].tolist() == ["D", UP]
     # mslivi has no protein baseline in LIVI: no arrow rather than a made-up comparison
     assert cmp.loc[("mslivi-50", "-", "reconstruction", "nll_per_cell_prot"), "arrow"] == ""
 
@@ -417,6 +440,96 @@ def test_format_number():
     assert format_number(-0.000985, signed=True) == "-0.000985"
     assert format_number(0.0, count=True, signed=True) == "0"
     assert format_number(math.nan) == "n/a"
+
+
+@pytest.fixture
+def toy_metric():
+    metric = register(Metric("toy_task", "toy_loss", "toy loss (registry header)", "min", unit="nats"))
+    yield metric
+    unregister("toy_task", "toy_loss")
+
+
+def test_metric_of_a_new_task_in_other_metrics(tmp_path, toy_metric):
+    rows = [
+        # higher_is_better=True on the rows: the declared "min" direction must win
+        ScoreRow("livi", "-", "toy_task", "toy_loss", 2.0),
+        ScoreRow("mslivi-50", "-", "toy_task", "toy_loss", 1.5),
+        ScoreRow("dmlivi-50", "-", "toy_task", "toy_loss", 2.5),
+        ScoreRow("livi", "-", "memory", "peak_rss_gb", 1.5, higher_is_better=False),
+        ScoreRow("mslivi-50", "-", "memory", "peak_rss_gb", 1.2, higher_is_better=False),
+    ]
+    md, _ = write_report(tmp_path, scores_frame(rows), synthetic_meta())
+    text = md.read_text()
+    other = text[text.index("## Other metrics") : text.index("## Skipped tasks")]
+    assert "### Further toy_task metrics" in other
+    assert "| model | view | toy loss (registry header) |" in other and "| toy_loss |" not in other
+    assert f"| mslivi-50 | - | 1.5 ({UP} -0.5) |" in other
+    assert f"| dmlivi-50 | - | 2.5 ({DOWN} +0.5) |" in other
+    # an undeclared metric: its name as header, its rows' higher_is_better as direction
+    assert "| model | view | peak_rss_gb |" in other
+    assert f"| mslivi-50 | - | 1.2 ({UP} -0.3) |" in other
+
+
+def _two_livi_scores() -> tuple[pd.DataFrame, dict]:
+    rows = [
+        ScoreRow(m, "c", "probe_cell_type", "accuracy", acc, sd=0.01)
+        for m, acc in (("mslivi-50", 0.91), ("livi-big", 0.95), ("pca", 0.80))
+    ]
+    rows += [
+        ScoreRow(m, view, "association", "n_significant_pairs", n)
+        for m, view, n in (("mslivi-50", "D", 7.0), ("livi-big", "D", 5.0), ("pca", "donor_means_rna", 9.0))
+    ]
+    meta = synthetic_meta()
+    meta["models"] = {
+        "mslivi-50": {"family": "mslivi", "status": "ok"},
+        "livi-big": {"family": "livi", "status": "ok"},
+        "pca": {"family": "pca", "status": "ok"},
+    }
+    return scores_frame(rows), meta
+
+
+def test_baseline_is_the_livi_family_model(tmp_path):
+    scores, meta = _two_livi_scores()
+    md, _ = write_report(tmp_path / "auto", scores, meta)
+    text = md.read_text()
+    assert "beside the LIVI baseline (model `livi-big`)" in text
+    assert "| livi-big (baseline) | c |" in text and "(baseline)" not in text.replace(
+        "livi-big (baseline)", ""
+    )
+    assert f"| mslivi-50 | c | 0.91 ± 0.01 ({DOWN} -0.04) |" in text
+    assert f"| pca | donor_means_rna | 9 ({UP} +4 vs D) |" in text
+    assert "No `livi` model" not in text
+
+
+def test_baseline_chosen_by_the_caller(tmp_path):
+    scores, meta = _two_livi_scores()
+    md, _ = write_report(tmp_path, scores, meta, baseline="pca", fdr=0.1)
+    text = md.read_text()
+    assert "beside the baseline (model `pca`)" in text and "LIVI baseline" not in text
+    assert "| pca (baseline) | c |" in text
+    assert f"| livi-big | c | 0.95 ± 0.01 ({UP} +0.15) |" in text
+    assert "Factor–variant tests at FDR 10 %" in text and "FDR 5 %" not in text
+    missing = write_report(tmp_path / "missing", scores, meta, baseline="nope")[0].read_text()
+    assert "No `nope` model in this run" in missing and UP not in missing
+
+
+def test_registered_section_is_one_function(tmp_path):
+    from multilivi.eval.report import Heading, Paragraph, register_section, unregister_section
+
+    def toy(inputs):
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().plot([0, 1], [0, 1])
+        baseline = inputs.baseline or "none"
+        return [Heading("Toy"), Paragraph(f"baseline {baseline}"), *inputs.figure("toy_fig", fig, "A toy.")]
+
+    register_section("Toy", toy, after="Association")
+    try:
+        md, _ = write_report(tmp_path, synthetic_scores(), synthetic_meta())
+    finally:
+        unregister_section("Toy")
+    text = md.read_text()
+    assert text.index("## Association") < text.index("## Toy") < text.index("## Ground truth")
+    assert "baseline livi" in text and (tmp_path / "figures" / "toy_fig.png").exists()
 
 
 def _browser() -> str | None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from multilivi.data import Cohort
+from multilivi.models.base import LossOutput
 from multilivi.models.livi import LIVIConfig, SharedLatentModule
 from multilivi.models.train import (
     CellBatches,
@@ -114,3 +115,39 @@ def test_non_finite_loss_names_the_term_and_epoch(ci_cohort: Cohort) -> None:
     data = CellBatches({"rna": ci_cohort.counts("rna")}, ci_cohort.donor_index)
     with pytest.raises(FloatingPointError, match=r"'nll_rna'.*epoch 0"):
         fit_module(module, data, config, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("sum_order", ["penalties_last", "flat"])
+def test_loss_output_total_counts_every_term_whatever_its_name(sum_order: str) -> None:
+    t = torch.tensor
+    out = LossOutput(
+        reconstruction={"nll_rna": t(2.0), "nll_prot": t(3.0)},
+        weights={"nll_rna": 1.0, "nll_prot": 10.0},
+        regularisers={"kl": t(0.5)},
+        penalties={"l1_rna": t(0.25), "a_new_penalty": t(4.0)},
+        sum_order=sum_order,
+    )
+    assert out.total.item() == 2.0 + 30.0 + 0.5 + 0.25 + 4.0
+    assert list(out.terms) == ["nll_rna", "nll_prot", "kl", "l1_rna", "a_new_penalty", "loss"]
+    assert out.terms["nll_prot"].item() == 3.0, "the history reports NLLs unweighted"
+    with pytest.raises(ValueError, match="unique"):
+        LossOutput({"nll_rna": t(1.0)}, {"nll_rna": 1.0}, {"kl": t(0.0)}, {"kl": t(0.0)})
+    with pytest.raises(ValueError, match="weights"):
+        LossOutput({"nll_rna": t(1.0)}, {}, {}, {})
+
+
+def test_a_penalty_added_to_the_shared_ones_enters_loss_and_history(ci_cohort: Cohort) -> None:
+    class WithExtraPenalty(SharedLatentModule):
+        def donor_penalties(self) -> dict[str, torch.Tensor]:
+            return super().donor_penalties() | {"extra": torch.tensor(7.0)}
+
+    config = LIVIConfig(
+        epochs=2, warmup_epochs=1, encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1, progress=False
+    )
+    module = WithExtraPenalty(config, {"rna": 150}, ci_cohort.n_donors, {"rna": 1.0}, {"rna": "nb"})
+    data = CellBatches({"rna": ci_cohort.counts("rna")}, ci_cohort.donor_index)
+    out = module.loss(data.batch(np.arange(64), torch.device("cpu")), torch.Generator().manual_seed(0))
+    parts = sum(v.item() for k, v in out.terms.items() if k != "loss")
+    assert out.total.item() == pytest.approx(parts) and out.penalties["extra"].item() == 7.0
+    history = fit_module(module, data, config, torch.device("cpu"))
+    assert all(record["extra"] == pytest.approx(7.0) for record in history)

@@ -67,7 +67,7 @@ def cli(
     models: Sequence[str] = ("livi",),
     out: Path | None = None,
 ) -> int:
-    """Run the comparison CLI on ``folder`` with the run folder ``tmp_path/run`` and cache ``tmp_path/cache``."""
+    """Run the comparison CLI on ``folder``, with run folder ``tmp_path/run`` and cache ``tmp_path/cache``."""
     out = tmp_path / "run" if out is None else out
     argv = [
         "--dataset",

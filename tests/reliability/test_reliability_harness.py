@@ -1,4 +1,4 @@
-"""Harness inputs that are not the cohort: embeddings, checkpoints, the model cache, baselines, the run folder.
+"""Harness inputs besides the cohort: embeddings, checkpoints, the model cache, baselines, the run folder.
 
 Each bad input is refused before training (exit code 2, ``error: ...``, no run folder, no cache entry);
 a write that fails half-way leaves an earlier run's results in the same folder exactly as they were.
@@ -15,9 +15,9 @@ import pytest
 from reliability_cli import annotated, build, cli, good_mdata, refused, with_rna_counts, write_folder
 
 from benchmarks import gate
+from benchmarks.kinds.family import cache_key
 from benchmarks.presets import preset_config
-from benchmarks.runner import Entry, cache_key, resolve_spec
-from benchmarks.specs import build_config
+from benchmarks.runner import resolve_spec
 from multilivi.data import Cohort, split_cells
 from multilivi.eval.results import read_scores
 from multilivi.models.registry import model_class
@@ -44,7 +44,8 @@ def _embedding(cohort: Cohort) -> pd.DataFrame:
     [
         (
             lambda f: f.iloc[5:],
-            "5 cohort cells have no embedding row ('cell0000', 'cell0001', 'cell0002', 'cell0003', 'cell0004') and 0 rows",
+            "5 cohort cells have no embedding row ('cell0000', 'cell0001', 'cell0002', 'cell0003', "
+            "'cell0004') and 0 rows",
         ),
         (
             lambda f: pd.concat([f, f.iloc[:2].set_axis(["x1", "x2"])]),
@@ -120,16 +121,19 @@ def _other_cohort(cohort: Cohort, rename) -> Cohort:
     [
         (
             lambda m: setattr(m["rna"], "var_names", [f"ENSG{j:05d}" for j in range(30)]),
-            "the cohort's rna features differ from the model's training rna features: 30 unknown (['ENSG00000'"
+            "the cohort's rna features differ from the model's training rna features: 30 unknown "
+            "(['ENSG00000'"
             ", 'ENSG00001', 'ENSG00002', 'ENSG00003', 'ENSG00004']), 30 missing (['g000'",
         ),
         (
             lambda m: setattr(m["rna"], "var_names", list(m["rna"].var_names[::-1])),
-            "the cohort's rna features are the training rna features in a different order; reorder them to match",
+            "the cohort's rna features are the training rna features in a different order; reorder them to "
+            "match",
         ),
         (
             lambda m: m.obs.__setitem__("donor", [d.replace("d", "donor_") for d in m.obs["donor"]]),
-            "the cohort's donors differ from the model's training donors: 6 unknown (['donor_00', 'donor_01', "
+            "the cohort's donors differ from the model's training donors: 6 unknown (['donor_00', "
+            "'donor_01', "
             "'donor_02', 'donor_03', 'donor_04']); use the cohort the model was trained on",
         ),
     ],
@@ -157,7 +161,7 @@ def test_cache_key_follows_the_data(cohort):
     x[0, 0] += 1
     changed = Cohort(with_rna_counts(cohort.mdata, x), genotypes=cohort.genotypes)
     assert changed.data_hash != cohort.data_hash
-    entry = Entry(resolve_spec("livi"), config=build_config(resolve_spec("livi"), "ci", seed=0))
+    entry = resolve_spec("livi").prepare(cohort, preset="ci", seed=0)
     heldout = split_cells(cohort, seed=0)[1]
     assert cache_key(entry, cohort, heldout) != cache_key(entry, changed, heldout)
     assert cache_key(entry, cohort, heldout) == cache_key(

@@ -88,7 +88,7 @@ def test_killed_run_resumes_from_the_cache_with_the_same_scores(tmp_path):
 
     entries = [p for p in cache.iterdir()]
     assert [p.name.split("-")[0] for p in entries] == ["livi"], "only the finished model is in the cache"
-    assert {"model.pt", "outputs.npz", "info.json"} <= {p.name for p in entries[0].iterdir()}
+    assert {"model.pt", "outputs.npz", "history.csv"} <= {p.name for p in entries[0].iterdir()}
     assert not [p for p in cache.rglob(".*")], "a half-written cache entry was left behind"
     assert not [p for p in out.rglob(".*")], "a half-written file was left in the run folder"
     for name in ("results.json", "scores.csv", "report.md", "report.html"):

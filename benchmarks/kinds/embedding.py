@@ -1,9 +1,8 @@
-"""Embeddings the harness does not train: third-party files (``emb:``) and the ``pca`` baseline.
+"""Precomputed embeddings (``emb:``): third-party cell embeddings, optionally with donor factors.
 
 Spec grammar::
 
     emb:PATH[#OBSM_KEY][:donor_factors=TABLE,cells=IDS,name=NAME]
-    pca[:n_components=N]
 
 ``PATH`` is an ``.h5ad`` (``.obsm[OBSM_KEY]``, or ``.X`` without a key), an ``.npy`` with a cell-id
 sidecar (``cells=``, default ``PATH`` with ``.cells.txt`` instead of ``.npy``: one id per line), or a
@@ -14,23 +13,24 @@ or extra ids, and NaN rows, are errors raised before anything is trained.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.decomposition import PCA
 
+from benchmarks.kinds import Entry, SpecKind, register, safe_name
 from multilivi.data import Cohort
 from multilivi.data.genetics import few_names
 from multilivi.data.io import read_table
-from multilivi.eval.tasks import ModelOutputs
+from multilivi.eval.outputs import ModelOutputs
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
+_OPTIONS = ("donor_factors", "cells", "name")
 
 
 @dataclass(frozen=True)
@@ -44,22 +44,53 @@ class EmbeddingSpec:
     cells: Path | None = None
     name: str = ""
 
-    @property
-    def family(self) -> str:
-        return "emb"
+    def prepare(self, cohort: Cohort, *, preset: str, seed: int) -> EmbeddingEntry:
+        """Read and align the embedding now, so a bad file is refused before anything trains."""
+        return EmbeddingEntry(self, loaded=check_embedding(self, cohort))
+
+    def settings(self) -> dict[str, Any]:
+        """The file and what is read from it (the outputs' ``config``)."""
+        out: dict[str, Any] = {"path": str(self.path)}
+        if self.key is not None:
+            out["key"] = self.key
+        if self.donor_factors is not None:
+            out["donor_factors"] = str(self.donor_factors)
+        return out
 
 
-@dataclass(frozen=True)
-class PCASpec:
-    """The built-in PCA baseline: PCs of log-normalised RNA (and of RNA + protein when present)."""
+@dataclass
+class EmbeddingEntry(Entry):
+    """An embedding read and aligned to the cohort."""
 
-    raw: str = "pca"
-    n_components: int = 20
-    name: str = "pca"
+    spec: EmbeddingSpec
+    loaded: ModelOutputs = field(kw_only=True)
 
-    @property
-    def family(self) -> str:
-        return "pca"
+    def describe(self) -> dict[str, Any]:
+        return {"family": EmbeddingKind.name, **self.spec.settings()}
+
+    def outputs(
+        self,
+        cohort: Cohort,
+        train_idx: np.ndarray,
+        heldout_idx: np.ndarray,
+        *,
+        seed: int,
+        cache_dir: Path | None,
+        progress: bool = True,
+    ) -> ModelOutputs:
+        return self.loaded
+
+
+class EmbeddingKind(SpecKind):
+    """``emb:`` specs."""
+
+    name = "emb"
+
+    def matches(self, raw: str) -> bool:
+        return raw.startswith("emb:")
+
+    def parse(self, raw: str) -> EmbeddingSpec:
+        return parse_embedding_spec(raw)
 
 
 def parse_embedding_spec(raw: str) -> EmbeddingSpec:
@@ -74,9 +105,10 @@ def parse_embedding_spec(raw: str) -> EmbeddingSpec:
     if match["opts"]:
         for item in match["opts"].split(","):
             key, _, value = item.partition("=")
-            if key not in ("donor_factors", "cells", "name") or not value:
+            if key not in _OPTIONS or not value:
                 raise ValueError(
-                    f"bad option {item!r} in {raw!r}; embedding options are donor_factors=PATH, cells=PATH, name=NAME"
+                    f"bad option {item!r} in {raw!r}; embedding options are donor_factors=PATH, cells=PATH, "
+                    "name=NAME"
                 )
             options[key] = value
     path, _, key = match["path"].partition("#")
@@ -88,22 +120,7 @@ def parse_embedding_spec(raw: str) -> EmbeddingSpec:
         key=key or None,
         donor_factors=Path(options["donor_factors"]) if "donor_factors" in options else None,
         cells=Path(options["cells"]) if "cells" in options else None,
-        name=re.sub(r"[^A-Za-z0-9._-]+", "_", name),
-    )
-
-
-def parse_pca_spec(raw: str) -> PCASpec:
-    _, _, opts = raw.partition(":")
-    n_components = 20
-    for item in filter(None, opts.split(",")):
-        key, _, value = item.partition("=")
-        if key != "n_components" or not value.isdigit() or int(value) < 1:
-            raise ValueError(
-                f"bad option {item!r} in {raw!r}; the pca baseline takes n_components=N (N >= 1)"
-            )
-        n_components = int(value)
-    return PCASpec(
-        raw=raw, n_components=n_components, name="pca" if n_components == 20 else f"pca-{n_components}"
+        name=safe_name(name),
     )
 
 
@@ -113,7 +130,8 @@ def check_embedding(spec: EmbeddingSpec, cohort: Cohort) -> ModelOutputs:
     matrix, cell_ids = _read_matrix(spec)
     if matrix.ndim != 2 or matrix.shape[0] != len(cell_ids):
         raise ValueError(
-            f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id ({len(cell_ids)})"
+            f"{spec.path}: embedding of shape {matrix.shape} does not have one row per cell id "
+            f"({len(cell_ids)})"
         )
     frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), index=pd.Index(cell_ids).astype(str))
     if frame.index.has_duplicates:
@@ -132,13 +150,13 @@ def check_embedding(spec: EmbeddingSpec, cohort: Cohort) -> ModelOutputs:
     bad = ~np.isfinite(frame.to_numpy()).all(axis=1)
     if bad.any():
         raise ValueError(
-            f"{spec.path}: {int(bad.sum())} cells have NaN or infinite embedding values ({few_names(frame.index[bad])}); "
-            "fix or remove those cells from the cohort"
+            f"{spec.path}: {int(bad.sum())} cells have NaN or infinite embedding values "
+            f"({few_names(frame.index[bad])}); fix or remove those cells from the cohort"
         )
     donor_factors = {}
     if spec.donor_factors is not None:
         donor_factors["D"] = _read_donor_factors(spec.donor_factors, cohort)
-    return ModelOutputs(views={"emb": frame.to_numpy()}, donor_factors=donor_factors)
+    return ModelOutputs(views={"emb": frame.to_numpy()}, donor_factors=donor_factors, config=spec.settings())
 
 
 def _read_matrix(spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +186,8 @@ def _read_matrix(spec: EmbeddingSpec) -> tuple[np.ndarray, np.ndarray]:
         table = _read_table(path)
         return table.to_numpy(), table.index.to_numpy()
     raise ValueError(
-        f"unsupported embedding file {path}; use .h5ad (+#obsm_key), .npy (+ cell ids), .parquet, .csv or .tsv"
+        f"unsupported embedding file {path}; use .h5ad (+#obsm_key), .npy (+ cell ids), .parquet, .csv "
+        "or .tsv"
     )
 
 
@@ -180,7 +199,8 @@ def _read_donor_factors(path: Path, cohort: Cohort) -> pd.DataFrame:
     missing = cohort.donor_names.difference(table.index)
     if len(missing):
         raise ValueError(
-            f"{path}: donor factors lack {len(missing)} cohort donors ({few_names(missing)}); give one row per donor"
+            f"{path}: donor factors lack {len(missing)} cohort donors ({few_names(missing)}); give one row "
+            "per donor"
         )
     table = table.loc[cohort.donor_names].astype(np.float64)
     if not np.isfinite(table.to_numpy()).all():
@@ -195,38 +215,4 @@ def _read_table(path: Path) -> pd.DataFrame:
     return read_table(path)  # ids as written: '0001' stays '0001'
 
 
-# ------------------------------------------------------------------------------------------- pca
-def pca_outputs(cohort: Cohort, spec: PCASpec, seed: int = 0) -> ModelOutputs:
-    """PCA of log-normalised RNA (view ``rna``), and of RNA + protein (view ``rna+prot``) when present.
-
-    RNA: counts per 10^4, log1p, features scaled to unit variance. Protein: centred log-ratio per
-    cell, scaled. For ``rna+prot`` each modality is weighted to equal total variance before PCA.
-    """
-    views = {}
-    rna = _scaled(_log_normalised(cohort.counts("rna")))
-    views["rna"] = _pcs(rna, spec.n_components, seed)
-    if cohort.has_protein:
-        prot = _scaled(_clr(cohort.counts("prot")))
-        joint = np.hstack([rna / math.sqrt(rna.shape[1]), prot / math.sqrt(prot.shape[1])])
-        views["rna+prot"] = _pcs(joint, spec.n_components, seed)
-    return ModelOutputs(views=views)
-
-
-def _log_normalised(counts: sp.csr_matrix) -> np.ndarray:
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    return np.log1p(counts.multiply(1e4 / totals[:, None]).toarray())
-
-
-def _clr(counts: sp.csr_matrix) -> np.ndarray:
-    logged = np.log1p(counts.toarray())
-    return logged - logged.mean(axis=1, keepdims=True)
-
-
-def _scaled(x: np.ndarray) -> np.ndarray:
-    sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-
-
-def _pcs(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    n_components = min(n_components, *x.shape)
-    return PCA(n_components=n_components, svd_solver="randomized", random_state=seed).fit_transform(x)
+register(EmbeddingKind())

@@ -1,6 +1,6 @@
-"""Model specs: the strings ``--models`` takes.
+"""The model families trained here (livi, mslivi, dmlivi): spec grammar, effective config, training, cache.
 
-Model-family grammar (DESIGN.md §5)::
+Grammar (DESIGN.md §5)::
 
     family[-W][:key=value,...]
 
@@ -13,26 +13,44 @@ field: it sets the display name, e.g. to check a changed model against the basel
 replaces (``livi:n_latent=2,name=livi``). Examples: ``livi``, ``mslivi-50``,
 ``dmlivi-100:interaction_input=all,n_dxc=20,lr=1e-3``.
 
-Each spec kind has its own parser function; :func:`parse_spec` dispatches.
+Trained models are cached by (model code, family, effective config, cohort data hash, held-out
+split; the seed is in the config): a second identical run trains nothing, and a run interrupted
+while a model trains resumes with the models already finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import hashlib
+import json
+import logging
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+import numpy as np
+import pandas as pd
+
+import multilivi.models as models_package
+from benchmarks.kinds import Entry, SpecKind, register, safe_name
+from benchmarks.kinds.store import code_hash, read_cached, write_cache_entry, write_outputs
 from benchmarks.presets import DEFAULT_PRESET, preset_config
-from multilivi.models import ModelConfig
-from multilivi.models.registry import FAMILIES, config_class
+from multilivi.data import Cohort
+from multilivi.eval.outputs import ModelOutputs
+from multilivi.models import ModelBase, ModelConfig
+from multilivi.models.registry import FAMILIES, config_class, model_class
+
+logger = logging.getLogger(__name__)
 
 _FAMILY_SPEC = re.compile(r"^(?P<family>[^-:]+)(?:-(?P<weight>[^:]*))?(?::(?P<overrides>.*))?$")
 _WEIGHT_FIELD = "prot_weight"
 _NAME_OPTION = "name"  # the display name, not a config field
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+UNCACHED_FIELDS = ("progress",)  # config fields that do not change the trained model
 
 
 @dataclass(frozen=True)
@@ -62,13 +80,103 @@ class ModelSpec:
     @property
     def name(self) -> str:
         """Filesystem-safe display name (the model's folder in a run directory)."""
-        text = self.label if self.label is not None else self.raw.replace("=", "-")
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+        return safe_name(self.label if self.label is not None else self.raw.replace("=", "-"))
+
+    def prepare(self, cohort: Cohort, *, preset: str, seed: int) -> FamilyEntry:
+        """Build the effective config (bad overrides raise); skip a family whose modality is missing."""
+        config = build_config(self, preset, seed=seed)
+        missing = [m for m in model_class(self.family).modalities if m not in cohort.modalities]
+        reason = (
+            f"{self.family} needs modality {missing[0]!r}, which cohort {cohort.name!r} lacks"
+            if missing
+            else ""
+        )
+        return FamilyEntry(self, reason, config=config)
 
 
-def parse_spec(raw: str) -> ModelSpec:
-    """Parse a spec string (model families are the only kind defined here)."""
-    return parse_family_spec(raw)
+@dataclass
+class FamilyEntry(Entry):
+    """A model family spec with its effective config."""
+
+    spec: ModelSpec
+    config: ModelConfig = field(kw_only=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.spec.family, "config": asdict(self.config)}
+
+    def outputs(
+        self,
+        cohort: Cohort,
+        train_idx: np.ndarray,
+        heldout_idx: np.ndarray,
+        *,
+        seed: int,
+        cache_dir: Path | None,
+        progress: bool = True,
+    ) -> ModelOutputs:
+        """Read the model's outputs from the cache, or train it (and cache it when ``cache_dir`` is set)."""
+        config = asdict(self.config)
+        key = cache_key(self, cohort, heldout_idx)
+        folder = None if cache_dir is None else Path(cache_dir) / f"{self.name}-{key}"
+        cached = None if folder is None else read_cached(folder)
+        if cached is not None:
+            logger.info("%s: loaded from the cache (%s)", self.name, folder)
+            return dataclasses.replace(cached, config=config)
+        model = model_class(self.spec.family)(dataclasses.replace(self.config, progress=progress))
+        logger.info("%s: training on %d cells", self.name, len(train_idx))
+        model.fit(cohort, train_idx)
+        outputs = trained_outputs(model, cohort, heldout_idx, config)
+        if folder is not None:
+            write_cache_entry(folder, functools.partial(_write_entry, model, outputs))
+        return outputs
+
+
+def _write_entry(model: ModelBase, outputs: ModelOutputs, folder: Path) -> None:
+    """A cache entry: the checkpoint (``model.pt``, loadable with the family's ``load``) and the outputs."""
+    model.save(folder / "model.pt")
+    write_outputs(folder, outputs)
+
+
+def trained_outputs(
+    model: ModelBase, cohort: Cohort, heldout_idx: np.ndarray, config: dict[str, Any]
+) -> ModelOutputs:
+    """The outputs of a fitted model: views of every cell, donor factors, held-out NLL, timings, history."""
+    return ModelOutputs(
+        views=model.views(cohort, np.arange(cohort.n_cells)),
+        donor_factors=model.donor_factors(),
+        heldout_nll=model.reconstruction_nll(cohort, heldout_idx),
+        fit_seconds=float(model.fit_seconds_),
+        seconds_per_epoch=float(model.fit_seconds_) / max(1, len(model.history_)),
+        history=pd.DataFrame(model.history_).rename_axis("epoch"),
+        config=config,
+    )
+
+
+def cache_key(entry: FamilyEntry, cohort: Cohort, heldout_idx: np.ndarray) -> str:
+    """Hash of (model code, family, config, data hash, held-out split); the seed is in the config."""
+    config = {k: v for k, v in asdict(entry.config).items() if k not in UNCACHED_FIELDS}
+    payload = {
+        "code": code_hash(models_package),
+        "family": entry.spec.family,
+        "config": config,
+        "data": cohort.data_hash,
+        "heldout": hashlib.sha256(np.asarray(heldout_idx, dtype=np.int64).tobytes()).hexdigest()[:16],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------- grammar
+class FamilyKind(SpecKind):
+    """Model family specs: every spec no other kind claims (so a typo meets the family "did you mean")."""
+
+    name = "family"
+    fallback = True
+
+    def matches(self, raw: str) -> bool:
+        return True
+
+    def parse(self, raw: str) -> ModelSpec:
+        return parse_family_spec(raw)
 
 
 def parse_family_spec(raw: str) -> ModelSpec:
@@ -89,22 +197,26 @@ def parse_family_spec(raw: str) -> ModelSpec:
             f"unknown model family {family!r} in spec {raw!r}; {hint}known: {', '.join(FAMILIES)}"
         )
     cls = config_class(family)
-    weight = None
-    if match["weight"] is not None:
-        if _WEIGHT_FIELD not in {f.name for f in dataclasses.fields(cls)}:
-            raise ValueError(
-                f"spec {raw!r}: the -W suffix sets λ_prot, the protein reconstruction weight, but {family!r} "
-                "models RNA only; drop the suffix or use mslivi-W / dmlivi-W"
-            )
-        weight = _coerce(f"{raw!r}: -W", match["weight"], float)
-        if not weight >= 0:
-            raise ValueError(f"spec {raw!r}: λ_prot must be >= 0, got {weight}")
+    weight = None if match["weight"] is None else _weight(raw, family, match["weight"], cls)
     options = _parse_overrides(raw, match["overrides"], cls)
     label = dict(options).get(_NAME_OPTION)
     overrides = tuple((k, v) for k, v in options if k != _NAME_OPTION)
     if weight is not None and any(k == _WEIGHT_FIELD for k, _ in overrides):
         raise ValueError(f"spec {raw!r} sets {_WEIGHT_FIELD} twice (-W and {_WEIGHT_FIELD}=); keep one")
     return ModelSpec(raw=raw.strip(), family=family, weight=weight, overrides=overrides, label=label)
+
+
+def _weight(raw: str, family: str, text: str, cls: type[ModelConfig]) -> float:
+    """λ_prot of the ``-W`` suffix."""
+    if _WEIGHT_FIELD not in {f.name for f in dataclasses.fields(cls)}:
+        raise ValueError(
+            f"spec {raw!r}: the -W suffix sets λ_prot, the protein reconstruction weight, but {family!r} "
+            "models RNA only; drop the suffix or use mslivi-W / dmlivi-W"
+        )
+    weight = _coerce(f"{raw!r}: -W", text, float)
+    if not weight >= 0:
+        raise ValueError(f"spec {raw!r}: λ_prot must be >= 0, got {weight}")
+    return weight
 
 
 def build_config(spec: ModelSpec, preset: str = DEFAULT_PRESET, *, seed: int | None = None) -> ModelConfig:
@@ -139,7 +251,8 @@ def _parse_overrides(raw: str, text: str | None, cls: type[ModelConfig]) -> tupl
             close = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
             raise ValueError(
-                f"spec {raw!r}: unknown config key {key!r}; {hint}valid keys: {', '.join(valid)} (and name=NAME)"
+                f"spec {raw!r}: unknown config key {key!r}; {hint}valid keys: {', '.join(valid)} "
+                "(and name=NAME)"
             )
         if key in dict(out):
             raise ValueError(f"spec {raw!r} sets {key!r} twice")
@@ -175,3 +288,6 @@ def _coerce(where: str, value: str, annotation: Any) -> Any:
         except ValueError:
             raise ValueError(f"{where} must be {annotation.__name__}, got {value!r}") from None
     raise TypeError(f"{where}: no string conversion for type {annotation!r}")
+
+
+register(FamilyKind())

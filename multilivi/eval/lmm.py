@@ -1,0 +1,369 @@
+"""Linear-mixed-model maths behind :func:`multilivi.eval.association.lmm_scan`.
+
+Each donor factor is a phenotype ``y`` (donors,). Under the null,
+
+    y ~ N(X b, s ((1 - delta) K + delta I)),
+
+with ``X`` = [intercept, donor covariates], kinship ``K`` and noise share ``delta`` (glimix-core's
+parameterisation; ``delta = 1`` is ordinary least squares). ``delta`` is fitted once per factor
+(REML by default), then every variant ``g`` is tested with ``delta`` fixed: the scale and all
+fixed effects are refitted and the likelihood-ratio statistic of the profiled-scale ML
+likelihoods, ``n log(r0 / r1)`` with GLS residual quadratic forms ``r0``, ``r1``, is referred to
+chi-square with one degree of freedom. This is what glimix-core's ``FastScanner.fast_scan`` does.
+
+The batched engine works in the space of error contrasts: with ``C`` (donors, donors - p) an
+orthonormal basis of the complement of ``X`` and ``C^T K C = U diag(lam) U^T``, the rotation
+``R = U^T C^T`` turns every GLS quantity into a weighted sum with weights
+``1 / ((1 - delta) lam + delta)``, shared by all factors apart from ``delta``. So one
+eigendecomposition serves every factor, and a chunk of variants is scanned against all factors
+with two matrix products.
+
+Every engine scans standardised variants and returns effects per standard deviation of the variant.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import special
+
+if TYPE_CHECKING:
+    from glimix_core.lmm import LMM
+
+logger = logging.getLogger(__name__)
+
+EIGEN_TOL = float(np.sqrt(np.finfo(float).eps))  # kinship eigenvalues below this are zero (as economic_qs)
+DELTA_GRID = np.concatenate([special.expit(np.linspace(-25.0, 25.0, 101)), [1.0]])
+BISECTION_STEPS = 80  # halves a bracket of width <= 1 below one ulp
+GLIMIX_MIN_DELTA = 1e-6  # lower bound on delta when glimix-core's unbounded fit fails
+GLIMIX_TOL = 1e-6  # rtol and atol of glimix-core's Brent search on logit(delta) in LMM.fit
+GLIMIX_LOGIT_MAX = float(np.log(np.finfo(float).max))  # glimix-core's upper bound on logit(delta)
+
+ScanOutput = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+class Engine(Protocol):
+    """A null model fitted per factor that scans chunks of standardised variants."""
+
+    threaded: ClassVar[bool]  # chunks may be scanned on a thread pool (with one BLAS thread each)
+    delta: NDArray[np.float64]  # (factors,) null noise share
+    lml: NDArray[np.float64]  # (factors,) null log-likelihood
+
+    def __init__(
+        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64] | None, reml: bool
+    ) -> None:
+        """Fit the null of ``y`` (donors, factors) given ``x`` (donors, p) and kinship (donors, donors)."""
+        ...
+
+    def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
+        """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
+        ...
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """The shared rotation and the per-factor null fits.
+
+    Attributes
+    ----------
+    rotation
+        (donors - p, donors) ``R = U^T C^T``; maps donor vectors to decorrelated error contrasts.
+    lam
+        (donors - p,) eigenvalues of ``C^T K C`` (zeros without kinship).
+    y_rot
+        (donors - p, factors) rotated phenotypes.
+    delta
+        (factors,) fitted noise share per factor.
+    lml
+        (factors,) REML (or ML) log-likelihood at ``delta``, glimix-core's constants.
+    r0
+        (factors,) null GLS residual quadratic form ``y^T P y`` at ``delta``.
+    """
+
+    rotation: NDArray[np.float64]
+    lam: NDArray[np.float64]
+    y_rot: NDArray[np.float64]
+    delta: NDArray[np.float64]
+    lml: NDArray[np.float64]
+    r0: NDArray[np.float64]
+
+    @property
+    def n_donors(self) -> int:
+        return self.rotation.shape[1]
+
+    @property
+    def weights(self) -> NDArray[np.float64]:
+        """(factors, donors - p) GLS weights ``1 / ((1 - delta) lam + delta)``."""
+        return 1.0 / _diag(self.lam, self.delta)
+
+
+def fit_null(
+    y: NDArray[np.float64],
+    covariates: NDArray[np.float64],
+    kinship: NDArray[np.float64] | None,
+    *,
+    reml: bool = True,
+    delta: NDArray[np.float64] | None = None,
+) -> NullModel:
+    """Fit the null noise share of every factor at once.
+
+    The profiled (REML or ML) log-likelihood is evaluated on a logistic grid of ``delta`` for all
+    factors, and the best grid cell is polished by bisection on the sign of the analytic score
+    until the bracket is below one ulp, so ``delta`` is found to machine precision. Boundary
+    optima (``delta = 1``, no kinship variance) are reached exactly.
+
+    Parameters
+    ----------
+    y
+        (donors, factors) phenotypes.
+    covariates
+        (donors, p) fixed-effect design including the intercept; full column rank.
+    kinship
+        (donors, donors) kinship, or None for ordinary least squares (``delta = 1``).
+    reml
+        Restricted (default) or full maximum likelihood.
+    delta
+        (factors,) noise shares to use instead of fitting them (e.g. another engine's).
+    """
+    p = covariates.shape[1]
+    if np.linalg.matrix_rank(covariates) < p:
+        raise ValueError(
+            f"the fixed effects (intercept + {p - 1} covariates) are collinear; "
+            "drop constant or duplicated covariate columns"
+        )
+    rotation, lam, s_full = _contrast_rotation(covariates, kinship)
+    y_rot = rotation @ y
+    problem = _Likelihood(y_rot, lam, s_full, reml)
+    if kinship is None:
+        delta = np.ones(y.shape[1])
+    elif delta is not None:
+        delta = np.asarray(delta, dtype=np.float64)
+    else:
+        delta = _fit_delta(problem, reml)
+    return NullModel(rotation, lam, y_rot, delta, problem.lml(delta), problem.residual(delta))
+
+
+def _contrast_rotation(
+    covariates: NDArray[np.float64], kinship: NDArray[np.float64] | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Rotation ``R`` (n - p, n), eigenvalues ``lam`` (n - p,) of ``C^T K C`` and of ``K`` (n,)."""
+    n, p = covariates.shape
+    contrasts = np.linalg.qr(covariates, mode="complete")[0][:, p:]  # (n, n - p)
+    if kinship is None:
+        return contrasts.T, np.zeros(n - p), np.ones(n)
+    s_full, q_full = np.linalg.eigh(kinship)
+    s_full = np.where(s_full >= EIGEN_TOL, s_full, 0.0)
+    projected = contrasts.T @ (q_full * s_full) @ (q_full.T @ contrasts)
+    lam, u = np.linalg.eigh((projected + projected.T) / 2)
+    return u.T @ contrasts.T, np.clip(lam, 0.0, None), s_full
+
+
+def _fit_delta(problem: _Likelihood, reml: bool) -> NDArray[np.float64]:
+    """(factors,) maximum-likelihood ``delta``; ML's lower bound stays above 0 (logged when reached)."""
+    lowest = 0.0 if reml and problem.lam.min() >= EIGEN_TOL else DELTA_GRID[0]
+    delta = problem.maximise(lowest)
+    if not reml and np.any(delta <= lowest):
+        logger.warning(
+            "ML null fit reached the lower bound delta=%.1e for %d factors; the ML likelihood is "
+            "unbounded there with a centred kinship, prefer reml=True",
+            lowest,
+            int(np.sum(delta <= lowest)),
+        )
+    return delta
+
+
+class _Likelihood:
+    """Profiled log-likelihood of ``delta`` for many factors, in the rotated contrast space."""
+
+    def __init__(self, y_rot: NDArray, lam: NDArray, s_full: NDArray, reml: bool) -> None:
+        self.y2 = y_rot.T**2  # (factors, n - p)
+        self.lam = lam
+        self.df = len(lam) if reml else len(s_full)
+        self.logdet_eig = lam if reml else s_full
+
+    def residual(self, delta: NDArray) -> NDArray:
+        return np.einsum("fi,fi->f", self.y2, 1.0 / _diag(self.lam, delta))
+
+    def lml(self, delta: NDArray) -> NDArray:
+        logdet = np.log(_diag(self.logdet_eig, delta)).sum(axis=1)
+        df = self.df
+        return -0.5 * (df * (np.log(2 * np.pi) + 1.0 + np.log(self.residual(delta) / df)) + logdet)
+
+    def score(self, delta: NDArray) -> NDArray:
+        """Derivative of :meth:`lml` in ``delta``: ``df/2 (y^T P D' P y) / (y^T P y) - tr(D' D^-1) / 2``."""
+        inv = 1.0 / _diag(self.lam, delta)
+        weighted = self.y2 * inv
+        num = (weighted * inv) @ (1.0 - self.lam)
+        residual = weighted.sum(axis=1)
+        logdet_inv = inv if self.logdet_eig is self.lam else 1.0 / _diag(self.logdet_eig, delta)
+        trace = logdet_inv @ (1.0 - self.logdet_eig)
+        return 0.5 * (self.df * num / residual - trace)
+
+    def maximise(self, lowest: float) -> NDArray:
+        """``delta`` in ``[lowest, 1]`` maximising the likelihood, per factor."""
+        n_factors = self.y2.shape[0]
+        deltas = np.concatenate([[lowest], DELTA_GRID[lowest < DELTA_GRID]])
+        grid = np.array([self.lml(np.full(n_factors, d)) for d in deltas])  # (grid, factors)
+        best = np.nanargmax(grid, axis=0)
+        lo = deltas[np.maximum(best - 1, 0)]
+        hi = deltas[np.minimum(best + 1, len(deltas) - 1)]
+        for _ in range(BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            if np.all((mid == lo) | (mid == hi)):  # every bracket is down to adjacent floats
+                break
+            rising = self.score(mid) > 0
+            lo, hi = np.where(rising, mid, lo), np.where(rising, hi, mid)
+        candidates = np.stack([lo, hi, deltas[best]])
+        values = np.stack([self.lml(c) for c in candidates])
+        return candidates[np.nanargmax(values, axis=0), np.arange(n_factors)]
+
+
+def _diag(eigenvalues: NDArray, delta: NDArray) -> NDArray:
+    """(factors, k) diagonal ``(1 - delta) eigenvalues + delta`` of the scaled covariance."""
+    delta = np.asarray(delta, dtype=float)[:, None]
+    return (1.0 - delta) * eigenvalues[None, :] + delta
+
+
+def scan_rotated(null: NullModel, g_rot: NDArray[np.float64]) -> ScanOutput:
+    """Scan rotated, standardised variants against every factor at its null ``delta``.
+
+    Parameters
+    ----------
+    null
+        Output of :func:`fit_null`.
+    g_rot
+        (donors - p, variants) ``R @ standardised genotypes``.
+
+    Returns
+    -------
+    pvalues, alpha, se
+        (factors, variants) LRT p-values, effect sizes and standard errors per standard deviation
+        of the variant. ``se`` is ``sqrt(s1 / g^T P g)`` with ``s1`` the alternative's ML scale,
+        i.e. ``sqrt(diag((E^T Sigma^-1 E)^-1))`` for ``E = [X, g]`` and
+        ``Sigma = s1 ((1 - delta) K + delta I)``.
+    """
+    w = null.weights  # (F, k)
+    gpy = (w * null.y_rot.T) @ g_rot  # (F, m)  g^T P y
+    gpg = w @ np.square(g_rot)  # (F, m)  g^T P g
+    n = null.n_donors
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = gpy / gpg
+        explained = np.multiply(gpy, alpha, out=gpy)  # r0 - r1, then 1 - r1 / r0
+        explained /= null.r0[:, None]
+        np.minimum(explained, 1.0 - np.finfo(float).eps, out=explained)
+        se = np.subtract(1.0, explained)  # r1 / r0
+        se *= (null.r0 / n)[:, None]  # alternative's ML scale s1
+        se /= gpg
+        np.sqrt(se, out=se)
+        half_stat = np.log1p(np.negative(explained, out=explained), out=explained)
+        half_stat *= -0.5 * n  # LRT / 2 = -(n / 2) log(r1 / r0)
+        pvalues = special.erfc(np.sqrt(half_stat, out=half_stat), out=half_stat)  # chi-square(1) sf
+    return pvalues, alpha, se
+
+
+class BatchedEngine:
+    """All factors x a chunk of variants per call, by :func:`scan_rotated` (see module docstring)."""
+
+    threaded: ClassVar[bool] = True
+
+    def __init__(
+        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64] | None, reml: bool
+    ) -> None:
+        """Fit the null of ``y`` (donors, factors) given design ``x`` (donors, p) and kinship."""
+        self.null = fit_null(y, x, kinship, reml=reml)
+        self.delta, self.lml = self.null.delta, self.null.lml
+
+    def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
+        """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
+        return scan_rotated(self.null, self.null.rotation @ g_std)
+
+
+class OlsEngine(BatchedEngine):
+    """Ordinary least squares: the batched engine without kinship (``delta = 1``)."""
+
+    def __init__(self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: None, reml: bool) -> None:
+        super().__init__(y, x, None, reml)
+
+
+class GlimixEngine:
+    """glimix-core, one factor at a time: ``LMM(...).fit()`` then ``get_fast_scanner().fast_scan``.
+
+    Its scanners are not shared across threads, and its fits run with the caller's BLAS threads.
+    """
+
+    threaded: ClassVar[bool] = False
+
+    def __init__(
+        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64], reml: bool
+    ) -> None:
+        """Fit one glimix-core ``LMM`` per column of ``y`` (donors, factors) given ``x`` (donors, p)."""
+        from numpy_sugar.linalg import economic_qs
+
+        qs = economic_qs(kinship)
+        models = [_glimix_fit(f, column, x, qs, reml) for f, column in enumerate(y.T)]
+        self.delta = np.array([lmm.delta for lmm in models])
+        self.lml = np.array([lmm.lml() for lmm in models])
+        self.scanners = [lmm.get_fast_scanner() for lmm in models]
+        self.multi_covariate = x.shape[1] > 1
+
+    def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
+        """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
+        shape = (len(self.scanners), g_std.shape[1])
+        pvalues, alpha, se = np.empty(shape), np.empty(shape), np.empty(shape)
+        for f, scanner in enumerate(self.scanners):
+            out = scanner.fast_scan(g_std, verbose=False)
+            stat = np.clip(2.0 * (out["lml"] - scanner.null_lml()), 0.0, None)
+            pvalues[f] = special.erfc(np.sqrt(0.5 * stat))
+            alpha[f] = out["effsizes1"]
+            # glimix-core's multi-covariate branch returns sqrt(diag((E^T B E)^-1)) without the scale.
+            se[f] = out["effsizes1_se"] * (np.sqrt(out["scale"]) if self.multi_covariate else 1.0)
+        return pvalues, alpha, se
+
+
+def _glimix_fit(factor: int, y: NDArray[np.float64], x: NDArray[np.float64], qs: tuple, reml: bool) -> LMM:
+    """glimix-core's ``LMM`` of ``y`` (donors,), fitted; bounded at ``GLIMIX_MIN_DELTA`` if its fit fails."""
+    from glimix_core.lmm import LMM
+
+    lmm = LMM(y, x, qs, restricted=reml)
+    try:
+        lmm.fit(verbose=False)
+    except ValueError as error:
+        # Below delta = 1.5e-8 glimix-core drops the noise term, so with a kinship null space
+        # (K 1 = 0) its REML determinant turns non-positive; keep it above that.
+        logger.warning(
+            "glimix-core fit of factor %d failed (%s); refitting with delta >= %g",
+            factor,
+            error,
+            GLIMIX_MIN_DELTA,
+        )
+        lmm = _glimix_bounded_fit(LMM(y, x, qs, restricted=reml))
+    return lmm
+
+
+def _glimix_bounded_fit(lmm: LMM) -> LMM:
+    """Fit ``lmm`` (a fresh glimix-core ``LMM``) as its ``fit`` does, with ``delta >= GLIMIX_MIN_DELTA``.
+
+    glimix-core's own search (Brent on ``logit(delta)``, its tolerances and upper bound), run on its
+    public ``delta``, ``fix`` and ``lml``; the fitted ``delta`` stays fixed.
+    """
+    from brent_search import minimize
+
+    lmm.fix("delta")
+
+    def negative_lml(logit_delta: float) -> float:
+        lmm.delta = special.expit(logit_delta)
+        lmm.fit(verbose=False)  # fixed delta: only the fixed effects and the scale are updated
+        return -lmm.lml()
+
+    lowest = float(special.logit(GLIMIX_MIN_DELTA))
+    best = minimize(negative_lml, a=lowest, b=GLIMIX_LOGIT_MAX, rtol=GLIMIX_TOL, atol=GLIMIX_TOL)[0]
+    lmm.delta = special.expit(best)
+    lmm.fit(verbose=False)
+    return lmm
+
+
+ENGINES: dict[str, type[Engine]] = {"batched": BatchedEngine, "glimix": GlimixEngine, "ols": OlsEngine}

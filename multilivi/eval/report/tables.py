@@ -1,0 +1,165 @@
+"""Score tables of the report: model views × metrics, each value beside the baseline's.
+
+:class:`Tables` builds the tables from the comparison of :func:`compare_to_baseline` and
+remembers which ``ok`` rows it placed, so that no score is lost: :meth:`Tables.leftovers` shows
+the rest of a task. Columns and headers come from the metric registry (:func:`columns_of`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilivi.eval.figures import model_order
+from multilivi.eval.metrics import KEY_SEPARATOR, find, metrics_of
+from multilivi.eval.report.blocks import Block, Cell, Heading, Table
+from multilivi.eval.report.formatting import format_number, format_value, is_count
+
+Column = tuple[str, str, str]  # (task, metric, header)
+ViewFilter = Callable[[str, str], bool]  # (model, view) -> whether the table shows that model view
+TASK_NOT_RUN = "*"  # metric of a row saying a whole task did not run (multilivi.eval.results.not_run)
+RowKey = tuple[str, str, str, str]  # (model, view, task, metric)
+
+
+def columns_of(*tasks: str) -> list[Column]:
+    """The declared metrics of ``tasks`` as table columns (task, metric, header), in declaration order.
+
+    A keyed metric's column holds its plain rows (``name``); its ``name/key`` rows go to
+    :meth:`Tables.per_key` tables. Columns without rows are left out of a table.
+    """
+    return [(m.task, m.name, m.header) for task in tasks for m in metrics_of(task)]
+
+
+def _every_view(model: str, view: str) -> bool:
+    return True
+
+
+class Tables:
+    """Builds model-view × metric tables and remembers which ``ok`` rows were placed in one."""
+
+    def __init__(self, cmp: pd.DataFrame, scores: pd.DataFrame, baseline: str | None) -> None:
+        self.cmp, self.scores, self.baseline = cmp, scores, baseline
+        self.placed: set[RowKey] = set()
+        self.rank = {m: i for i, m in enumerate(model_order(scores, baseline))}
+
+    def views_at(self, level: str) -> set[tuple[str, str]]:
+        """(model, view) pairs with an ``ok`` row of a metric declared at ``level`` (``cell``, ``donor``)."""
+        pairs = set()
+        for model, view, task, metric in zip(
+            self.cmp["model"], self.cmp["view"], self.cmp["task"], self.cmp["metric"]
+        ):
+            declared = find(task, metric)
+            if declared is not None and declared.level == level:
+                pairs.add((model, view))
+        return pairs
+
+    def _ok_rows(self, wanted: set[tuple[str, str]], views: ViewFilter) -> pd.DataFrame:
+        cmp = self.cmp
+        keep = [
+            (t, m) in wanted and views(mo, v)
+            for mo, v, t, m in zip(cmp["model"], cmp["view"], cmp["task"], cmp["metric"])
+        ]
+        return cmp.loc[np.array(keep, dtype=bool)]
+
+    def _failed_rows(self, wanted: set[tuple[str, str]], views: ViewFilter) -> pd.DataFrame:
+        """Rows not ``ok`` of the wanted metrics, and whole tasks that did not run (metric ``*``)."""
+        scores = self.scores
+        tasks = {t for t, _ in wanted}
+        keep = [
+            ((t, m) in wanted or (t in tasks and m == TASK_NOT_RUN)) and views(str(mo), str(v))
+            for mo, v, t, m in zip(scores["model"], scores["view"], scores["task"], scores["metric"])
+        ]
+        return scores.loc[(scores["status"] != "ok").to_numpy() & np.array(keep, dtype=bool)]
+
+    def _cell(self, r: Any, view: str) -> Cell:
+        count = is_count(r.task, r.metric)
+        text = format_value(r.value, r.sd, count=count)
+        if not math.isfinite(r.diff):
+            return Cell(text, numeric=True)
+        delta = format_number(r.diff, count=count, signed=True)
+        if r.baseline_view != view:
+            delta += f" vs {r.baseline_view}"
+        return Cell(text, numeric=True, delta=delta, arrow=r.arrow)
+
+    def table(
+        self, columns: Sequence[Column], views: ViewFilter = _every_view, caption: str = ""
+    ) -> Table | None:
+        """Model views × ``columns``; each cell is ``value ± sd`` with its difference from the baseline.
+
+        Cells of rows that are not ``ok`` show their status; a whole task that did not run
+        (metric ``*``) shows as that status in each of its columns. ``None`` if nothing is ``ok``.
+        """
+        wanted = {(t, m) for t, m, _ in columns}
+        rows = self._ok_rows(wanted, views)
+        if rows.empty:
+            return None
+        bad = self._failed_rows(wanted, views)
+        both = pd.concat([rows[["model", "view"]], bad[["model", "view"]].astype(str)])
+        pairs = sorted(dict.fromkeys(zip(both["model"], both["view"])), key=lambda mv: self.rank[mv[0]])
+        present = [c for c in columns if ((rows["task"] == c[0]) & (rows["metric"] == c[1])).any()]
+        index = {(r.model, r.view, r.task, r.metric): r for r in rows.itertuples(index=False)}
+        failed = {(r.model, str(r.view), r.task, r.metric): r.status for r in bad.itertuples(index=False)}
+        self.placed |= set(index)
+        body = []
+        for model, view in pairs:
+            cells = [Cell(f"{model} (baseline)" if model == self.baseline else model), Cell(view)]
+            for task, metric, _ in present:
+                r = index.get((model, view, task, metric))
+                if r is not None:
+                    cells.append(self._cell(r, view))
+                    continue
+                status = failed.get((model, view, task, metric)) or failed.get(
+                    (model, view, task, TASK_NOT_RUN)
+                )
+                cells.append(Cell(status or "—", numeric=True, muted=True))
+            body.append(tuple(cells))
+        return Table(("model", "view", *(h for _, _, h in present)), tuple(body), caption)
+
+    def _keyed(self, task: str, name: str) -> list[str]:
+        prefix = f"{name}{KEY_SEPARATOR}"
+        metrics = self.cmp.loc[
+            (self.cmp["task"] == task) & self.cmp["metric"].str.startswith(prefix), "metric"
+        ]
+        return list(dict.fromkeys(metrics))
+
+    def per_key(self, task: str, name: str, caption: str) -> Table | None:
+        """A table of the ``<name>/<key>`` rows of ``task``, one column per key."""
+        prefix = f"{name}{KEY_SEPARATOR}"
+        return self.table(
+            [(task, m, m.removeprefix(prefix)) for m in self._keyed(task, name)], caption=caption
+        )
+
+    def shown_elsewhere(self, task: str, name: str) -> None:
+        """Count the ``<name>/<key>`` rows of ``task`` as placed (a figure shows them, not a table)."""
+        keyed = set(self._keyed(task, name))
+        rows = self.cmp.loc[(self.cmp["task"] == task) & self.cmp["metric"].isin(keyed)]
+        self.placed |= set(zip(rows["model"], rows["view"], rows["task"], rows["metric"]))
+
+    def _task_leftovers(self, task: str, metrics: Sequence[str]) -> list[Table]:
+        """Tables of the unplaced metrics of one task: plain metrics together, keyed ones per key."""
+        plain = [m for m in metrics if KEY_SEPARATOR not in m]
+        columns = [(task, m, (find(task, m).header if find(task, m) else m)) for m in plain]
+        groups = dict.fromkeys(m.split(KEY_SEPARATOR, 1)[0] for m in metrics if KEY_SEPARATOR in m)
+        tables = [self.table(columns, caption=f"Further `{task}` metrics.")] if plain else []
+        tables += [self.per_key(task, g, caption=f"`{g}` by `{task}` key.") for g in groups]
+        return [t for t in tables if t is not None]
+
+    def leftovers(self, tasks: Sequence[str]) -> list[Block]:
+        """Tables of the ``ok`` rows of ``tasks`` not yet placed (undeclared metrics included).
+
+        Declared metrics keep their registry header and direction; a metric the registry does not
+        know is headed by its name and judged by its rows' ``higher_is_better``.
+        """
+        keys = zip(self.cmp["model"], self.cmp["view"], self.cmp["task"], self.cmp["metric"])
+        rest = self.cmp.loc[np.array([k not in self.placed and k[2] in tasks for k in keys], dtype=bool)]
+        blocks: list[Block] = []
+        for task in dict.fromkeys(rest["task"]):
+            metrics = list(dict.fromkeys(rest.loc[rest["task"] == task, "metric"]))
+            tables = self._task_leftovers(task, metrics)
+            if tables:
+                blocks += [Heading(f"Further {task} metrics", 3), *tables]
+        return blocks
