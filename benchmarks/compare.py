@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -26,7 +27,8 @@ import pandas as pd
 import torch
 
 from benchmarks import gate
-from benchmarks.presets import PRESETS
+from benchmarks.kinds import Spec
+from benchmarks.presets import DEFAULT_REPLICATES, PRESETS
 from benchmarks.runner import (
     Entry,
     compute_outputs,
@@ -38,9 +40,10 @@ from benchmarks.runner import (
 )
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
 from multilivi.data import Cohort, split_cells
-from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
+from multilivi.eval.embedding_plots import umap_coordinates, umap_label_grids
 from multilivi.eval.fdr import qq_plot
 from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
+from multilivi.eval.programs import write_file_artefacts
 from multilivi.eval.report import write_report
 from multilivi.eval.results import ScoreRow, not_run, scores_frame, write_scores
 from multilivi.eval.task_runner import TaskRun, run_tasks
@@ -163,14 +166,24 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="processes for the --update-baseline seeds (default: 1)",
+        help="processes for the replicates (default: one per replicate, at most the CPU count) "
+        "or for the --update-baseline seeds (default: 1)",
     )
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
-    """What the tasks and the report do: baseline model, FDR, probes, LMM engine, UMAP."""
+    """What the tasks and the report do: replicates, controls, baseline, FDR, probes, LMM engine, UMAP."""
+    parser.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        metavar="N",
+        help="paired training replicates at seeds SEED, SEED+1, ... (default: "
+        + ", ".join(f"{n} for --preset {p}" for p, n in DEFAULT_REPLICATES.items())
+        + ")",
+    )
     parser.add_argument(
         "--baseline",
         metavar="SPEC",
@@ -182,6 +195,21 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FDR,
         metavar="Q",
         help=f"false-discovery rate of association calls (default: {DEFAULT_FDR})",
+    )
+    parser.add_argument(
+        "--controls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score a random embedding (negative control) and, on simulated cohorts, the truth "
+        "(positive control) beside the models (default: on)",
+    )
+    parser.add_argument(
+        "--test",
+        choices=("wald", "lrt"),
+        default="wald",
+        help="association test: the exact t / GLS Wald test with df = n - rank(X) - 1, or the "
+        "likelihood-ratio test referred to chi2(1) (glimix-core parity; inflated at small n) "
+        "(default: wald)",
     )
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP panels")
     parser.add_argument(
@@ -204,9 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_options(args, names, raw_specs=args.models)
         baseline = gate.read_baseline(args.check) if args.check else None
         if baseline is not None:
-            gate.check_models(baseline, names, seed=args.seed)
+            for seed in range(args.seed, args.seed + args.replicates):
+                gate.check_models(baseline, names, seed=seed)
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
-        entries = prepare(specs, cohort, preset=args.preset, seed=args.seed)
+        entries = prepare([*specs, *control_specs(args, cohort)], cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
         check_writable(out, what="run folder", option="--out DIR")
         if args.update_baseline:
@@ -223,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logger.info("%s", cohort.summary())
     try:
-        scores = run(args, cohort, entries, out, argv=argv, report=True)
+        scores = run(args, cohort, entries, out, argv=argv, report=True, replicates=args.replicates)
     except OSError as exc:
         print(
             f"error: the run stopped on {type(exc).__name__}: {exc}; results.json, scores.csv and the report "
@@ -241,12 +270,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def control_specs(args: argparse.Namespace, cohort: Cohort) -> list[Spec]:
+    """The controls of the run: the random embedding always, the truth on a simulated cohort."""
+    if not args.controls:
+        return []
+    controls = ["control:random", *(["control:truth"] if cohort.truth is not None else [])]
+    return [resolve_spec(raw) for raw in controls if raw not in args.models]
+
+
 def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequence[str]) -> None:
     """Refuse options that cannot work before anything loads; ``--baseline`` becomes a model name."""
     if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
         raise ValueError(
             f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
         )
+    if args.replicates is None:
+        args.replicates = DEFAULT_REPLICATES[args.preset]
+    if args.replicates < 1:
+        raise ValueError(f"--replicates {args.replicates}: need at least 1")
     if not 0.0 < args.fdr < 1.0:
         raise ValueError(f"--fdr {args.fdr}: a false-discovery rate lies strictly between 0 and 1, e.g. 0.05")
     if args.baseline is not None:
@@ -261,7 +302,8 @@ def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequ
 def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) -> None:
     """Run the comparison at the baseline seeds and write the baseline file."""
     seeds = list(range(gate.FIRST_BASELINE_SEED, gate.FIRST_BASELINE_SEED + args.baseline_seeds))
-    runs = scores_at_seeds(args, seeds, jobs=args.jobs, cohort=cohort)
+    runs = scores_at_seeds(args, seeds, jobs=args.jobs or 1, cohort=cohort)
+    runs = {seed: scores.loc[scores["model"].isin(names)] for seed, scores in runs.items()}  # no controls
     baseline = gate.make_baseline(runs, models=names, meta={"preset": args.preset, "dataset": args.dataset})
     gate.write_baseline(baseline, args.update_baseline)
     logger.info("baseline written to %s: %s", args.update_baseline, gate.describe(baseline, names))
@@ -294,7 +336,8 @@ def scores_at_seed(args: argparse.Namespace, seed: int, cohort: Cohort | None = 
     """The score table of the comparison of ``args`` at ``seed`` (loads the cohort when not given)."""
     torch.set_num_threads(args.torch_threads)  # a spawned worker starts with torch's default
     cohort = cohort or load_cohort(args.dataset, preset=args.preset, donors=args.donors)
-    entries = prepare([resolve_spec(raw) for raw in args.models], cohort, preset=args.preset, seed=seed)
+    specs = [resolve_spec(raw) for raw in args.models]
+    entries = prepare([*specs, *control_specs(args, cohort)], cohort, preset=args.preset, seed=seed)
     scores = run(args, cohort, entries, None, argv=None, report=False, seed=seed)
     logger.info("seed %d: scored", seed)
     return scores
@@ -309,13 +352,56 @@ def run(
     argv: Sequence[str] | None,
     report: bool,
     seed: int | None = None,
+    replicates: int = 1,
 ) -> pd.DataFrame:
-    """One comparison: outputs and tasks for every entry; writes the run folder when ``out`` is given."""
+    """One comparison at ``replicates`` paired seeds; writes the run folder when ``out`` is given.
+
+    Replicate ``r`` of every model runs at seed ``seed + r`` (its initialisation, held-out split and
+    probe splits); replicates 1.. run in worker processes beside replicate 0, which alone keeps its
+    outputs for the figures and the per-model files.
+    """
     seed = args.seed if seed is None else seed
     start = time.perf_counter()
+    others = [seed + r for r in range(1, replicates)]
+    workers = min(len(others), (args.jobs or min(replicates, os.cpu_count() or 1)) - 1)
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 0 else None
+    )
+    try:
+        futures = [pool.submit(scores_at_seed, args, s) for s in others] if pool else []
+        rows, runs, outputs = score_entries(args, cohort, entries, seed=seed, out=out)
+        tables = [scores_frame(rows)]
+        for r, other in enumerate(others, start=1):
+            table = futures[r - 1].result() if pool else scores_at_seed(args, other, cohort)
+            tables.append(table.assign(replicate=r))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    scores = pd.concat(tables, ignore_index=True)
+    if out is not None:
+        meta = run_metadata(
+            args, cohort, entries, outputs, argv, seed=seed, wall_seconds=time.perf_counter() - start
+        )
+        meta["replicate_seeds"] = [seed, *others]
+        write_run_folder(
+            out, scores, meta, runs, outputs if report else None, cohort=cohort, args=args, seed=seed
+        )
+    return scores
+
+
+def score_entries(
+    args: argparse.Namespace, cohort: Cohort, entries: list[Entry], *, seed: int, out: Path | None
+) -> tuple[list[ScoreRow], dict[str, TaskRun], dict[str, ModelOutputs]]:
+    """Outputs and tasks of every entry at ``seed``; per-model files and partial scores under ``out``."""
     train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
     ctx = EvalContext.from_cohort(
-        cohort, heldout_idx, engine=args.engine, n_probe_seeds=args.probe_seeds, seed=seed, fdr=args.fdr
+        cohort,
+        heldout_idx,
+        engine=args.engine,
+        test=args.test,
+        n_probe_seeds=args.probe_seeds,
+        seed=seed,
+        fdr=args.fdr,
     )
     cache = None if args.no_cache else (args.cache or default_cache_dir())
     rows: list[ScoreRow] = []
@@ -342,15 +428,7 @@ def run(
                 out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], fdr=ctx.fdr
             )
             write_scores(scores_frame(rows), out / PARTIAL_SCORES)  # partial results survive an interruption
-    scores = scores_frame(rows)
-    if out is not None:
-        meta = run_metadata(
-            args, cohort, entries, outputs, argv, seed=seed, wall_seconds=time.perf_counter() - start
-        )
-        write_run_folder(
-            out, scores, meta, runs, outputs if report else None, cohort=cohort, args=args, seed=seed
-        )
-    return scores
+    return rows, runs, outputs
 
 
 def write_run_folder(
@@ -374,7 +452,10 @@ def write_run_folder(
             out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")}
         )
         if outputs is not None:
-            write_report(out, scores, meta, figures, baseline=args.baseline, fdr=args.fdr)
+            artefacts = {model: task_run.artefacts for model, task_run in runs.items()}
+            write_report(
+                out, scores, meta, figures, baseline=args.baseline, fdr=args.fdr, artefacts=artefacts
+            )
     (out / PARTIAL_SCORES).unlink(missing_ok=True)
 
 
@@ -421,6 +502,7 @@ def check_writable(folder: Path, *, what: str = "run folder", option: str = "--o
 def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, *, fdr: float) -> None:
     """Views, donor factors, associations significant at ``fdr`` and training history of one model."""
     write_outputs(folder, outputs)
+    write_file_artefacts(folder, task_run.artefacts)  # hits.parquet, programs.parquet
     for view, result in task_run.artefacts.get("associations", {}).items():
         atomic_write(
             folder / f"association_{view}.csv", lambda tmp, r=result: r.hits(fdr).to_csv(tmp, index=False)
@@ -428,16 +510,19 @@ def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, 
 
 
 def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) -> dict[str, Any]:
-    cell_type = cohort.labels("cell_type")
-    panels, labels = {}, {}
+    """UMAP grids of every view coloured by cell type (``umap_grid``), subtype and donor."""
+    columns = [c for c in ("cell_type", "cell_subtype", "donor") if cohort.labels(c) is not None]
+    blank = np.zeros(cohort.n_cells, dtype=str)
+    panels: dict[str, np.ndarray] = {}
+    labels: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns or ["cell_type"]}
     for model, out in outputs.items():
         for view, embedding in out.views.items():
             coords, idx = umap_coordinates(embedding, seed=seed)
             panels[f"{model} · {view}"] = coords
-            labels[f"{model} · {view}"] = (
-                cell_type[idx] if cell_type is not None else np.zeros(len(idx), dtype=str)
-            )
-    return {"umap_grid": plot_umap_grid(panels, labels)} if panels else {}
+            for column, per_panel in labels.items():
+                values = cohort.labels(column)
+                per_panel[f"{model} · {view}"] = (blank if values is None else values)[idx]
+    return umap_label_grids(panels, labels) if panels else {}
 
 
 def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
@@ -470,6 +555,11 @@ def run_metadata(
         "preset": args.preset,
         "seed": seed,
         "wall_seconds": round(wall_seconds, 1),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),  # KiB
+        "engine": args.engine,
+        "test": args.test,
+        "covariates": list(map(str, getattr(cohort.donor_covariates, "columns", []))),
         "versions": {
             "python": platform.python_version(),
             **{

@@ -39,6 +39,7 @@ from scipy import stats
 
 from multilivi.atomic import atomic_write_json
 from multilivi.eval.metrics import Metric, find
+from multilivi.eval.replicates import summarise
 
 SCHEMA_VERSION = 2
 FAMILY_ALPHA = 0.01
@@ -89,7 +90,7 @@ def _gated(task: str, metric: str) -> Metric | None:
 
 
 def acceptable_range(
-    values: np.ndarray, metric: Metric, *, alpha: float
+    values: np.ndarray, metric: Metric, *, alpha: float, n_new: int = 1
 ) -> tuple[float | None, float | None]:
     """The gate's (low, high) bounds for one metric; None on a side where any change is an improvement.
 
@@ -101,13 +102,15 @@ def acceptable_range(
         The metric's declaration: direction, target, attainable range, whether it is a count.
     alpha
         The false-alarm probability allowed for this metric (split between two sides for a target).
+    n_new
+        Replicates the checked value is the mean of (the bound is for that mean).
     """
     n = len(values)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     tolerance = max(REL_TOLERANCE * abs(mean), 1.0 if metric.count else 0.01)
     has_low, has_high = metric.worse_sides()
     quantile = float(stats.t.ppf(1.0 - alpha / (has_low + has_high), n - 1))
-    margin = max(quantile * sd * math.sqrt(1.0 + 1.0 / n), tolerance)
+    margin = max(quantile * sd * math.sqrt(1.0 / n_new + 1.0 / n), tolerance)
     low = min(mean - margin, float(values.min()) - tolerance) if has_low else None
     high = max(mean + margin, float(values.max()) + tolerance) if has_high else None
     if metric.target is not None:  # reaching the target never fails
@@ -280,17 +283,28 @@ def check_against(
 ) -> list[Violation]:
     """Gated metrics of ``scores`` that are worse than the baseline's bound, or missing."""
     check_models(baseline, models)
-    observed = gated_rows(scores).set_index(list(KEY))["value"]
+    observed = gated_rows(summarise(scores)).set_index(list(KEY))
     violations = []
     for entry in gated_entries(baseline, models):
         key = tuple(entry[k] for k in KEY)
-        value = float(observed.get(key, np.nan))
+        value = float(observed["value"].get(key, np.nan))
+        entry = for_replicates(entry, baseline, int(observed["n_replicates"].get(key, 1)))
         if is_violation(entry, value):
             n = len(entry["values"])
             violations.append(
                 Violation(*key, entry["mean"], entry["low"], entry["high"], value=value, n_seeds=n)
             )
     return violations
+
+
+def for_replicates(entry: dict[str, Any], baseline: dict[str, Any], n_new: int) -> dict[str, Any]:
+    """The entry with its bounds for the mean of ``n_new`` replicates (as stored for one)."""
+    if n_new <= 1:
+        return entry
+    metric = _gated(entry["task"], entry["metric"])
+    values = np.asarray(entry["values"], dtype=float)
+    low, high = acceptable_range(values, metric, alpha=baseline["alpha_per_metric"], n_new=n_new)
+    return entry | {"low": low, "high": high}
 
 
 def is_violation(entry: dict[str, Any], value: float) -> bool:

@@ -91,6 +91,8 @@ _FAMILY: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 PRESETS: tuple[str, ...] = tuple(_SHARED)
+# paired training replicates per model: a verdict needs an interval; the CI preset gates single runs
+DEFAULT_REPLICATES: dict[str, int] = {"ci": 1, "quick": 3, "paper": 3}
 
 
 def preset_values(family: str, preset: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 import multilivi.models as models_package
 from benchmarks.kinds import Entry, SpecKind, register, safe_name
@@ -121,6 +122,9 @@ class FamilyEntry(Entry):
         cached = None if folder is None else read_cached(folder)
         if cached is not None:
             logger.info("%s: loaded from the cache (%s)", self.name, folder)
+            if cached.loadings is None and (folder / "model.pt").exists():  # an entry older than loadings
+                loadings, assignment = interpretation(model_class(self.spec.family).load(folder / "model.pt"))
+                cached = dataclasses.replace(cached, loadings=loadings, assignment=assignment)
             return dataclasses.replace(cached, config=config)
         model = model_class(self.spec.family)(dataclasses.replace(self.config, progress=progress))
         logger.info("%s: training on %d cells", self.name, len(train_idx))
@@ -140,7 +144,8 @@ def _write_entry(model: ModelBase, outputs: ModelOutputs, folder: Path) -> None:
 def trained_outputs(
     model: ModelBase, cohort: Cohort, heldout_idx: np.ndarray, config: dict[str, Any]
 ) -> ModelOutputs:
-    """The outputs of a fitted model: views of every cell, donor factors, held-out NLL, timings, history."""
+    """The outputs of a fitted model: views, donor factors, held-out NLL, timings, history, loadings, σ(A)."""
+    loadings, assignment = interpretation(model)
     return ModelOutputs(
         views=model.views(cohort, np.arange(cohort.n_cells)),
         donor_factors=model.donor_factors(),
@@ -149,7 +154,37 @@ def trained_outputs(
         seconds_per_epoch=float(model.fit_seconds_) / max(1, len(model.history_)),
         history=pd.DataFrame(model.history_).rename_axis("epoch"),
         config=config,
+        loadings=loadings,
+        assignment=assignment,
     )
+
+
+def interpretation(model: ModelBase) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """What programs are read from: D x C loadings per modality and σ(A).
+
+    Returns
+    -------
+    loadings
+        Modality → (n_features, n_dxc) decoder loadings, BatchNorm scale folded in (``model.loadings``).
+    assignment
+        (n_state_dims, n_dxc) σ(A), rows named like the cell-state view's columns.
+    """
+    factors = model.donor_factors()["D"].columns
+    loadings = {m: model.loadings()[f"{m}/DxC"].set_axis(factors, axis=1) for m in model.modalities}
+    logits = model.module_.donor.assign_logits.detach().cpu().numpy().astype(np.float64)
+    names = state_dim_names(model.config_, logits.shape[0])
+    return loadings, pd.DataFrame(expit(logits), index=pd.Index(names, name="state"), columns=factors)
+
+
+def state_dim_names(config: ModelConfig, n_state: int) -> list[str]:
+    """Names of the ``n_state`` rows of A: ``c_j``, then (DMLIVI, ``interaction_input="all"``) ``s_<m>_j``."""
+    names = [f"c_{j}" for j in range(config.n_latent)]
+    if n_state > len(names):
+        names += [f"s_rna_{j}" for j in range(config.n_rna_specific)]
+        names += [f"s_prot_{j}" for j in range(config.n_prot_specific)]
+    if len(names) != n_state:
+        raise ValueError(f"A has {n_state} rows but the config names {len(names)} cell-state dimensions")
+    return names
 
 
 def cache_key(entry: FamilyEntry, cohort: Cohort, heldout_idx: np.ndarray) -> str:

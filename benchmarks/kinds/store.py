@@ -27,6 +27,7 @@ from multilivi.eval.outputs import ModelOutputs
 
 OUTPUTS_FILE = "outputs.npz"
 HISTORY_FILE = "history.csv"
+ASSIGNMENT = "assignment"  # σ(A), cell-state dims × D x C factors
 
 
 def default_cache_dir() -> Path:
@@ -35,7 +36,7 @@ def default_cache_dir() -> Path:
 
 
 def write_outputs(folder: Path, outputs: ModelOutputs) -> None:
-    """Write views, held-out NLL, timings, donor factors and history into ``folder`` (each file atomic)."""
+    """Write views, held-out NLL, timings, donor factors, history, loadings and σ(A) (each file atomic)."""
     arrays = {f"view/{k}": v for k, v in outputs.views.items()}
     arrays |= {f"nll/{k}": v for k, v in (outputs.heldout_nll or {}).items()}
     arrays["timing"] = np.array([outputs.fit_seconds, outputs.seconds_per_epoch])
@@ -47,6 +48,11 @@ def write_outputs(folder: Path, outputs: ModelOutputs) -> None:
     if outputs.history is not None:
         history = outputs.history
         atomic_write(folder / HISTORY_FILE, lambda tmp: history.to_csv(tmp, float_format="%.17g"))
+    tables = {f"loadings_{m}": t for m, t in (outputs.loadings or {}).items()}
+    if outputs.assignment is not None:
+        tables[ASSIGNMENT] = outputs.assignment
+    for name, table in tables.items():
+        atomic_write(folder / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, float_format="%.17g"))
 
 
 def read_outputs(folder: Path) -> ModelOutputs:
@@ -65,6 +71,8 @@ def read_outputs(folder: Path) -> ModelOutputs:
         table.index = table.index.astype(str)
         table.index.name = "donor"
     history = _read_history(folder / HISTORY_FILE) if (folder / HISTORY_FILE).exists() else None
+    loadings = {p.stem.removeprefix("loadings_"): _read_table(p) for p in sorted(folder.glob("loadings_*"))}
+    assignment = folder / f"{ASSIGNMENT}.csv"
     return ModelOutputs(
         views,
         factors,
@@ -72,7 +80,16 @@ def read_outputs(folder: Path) -> ModelOutputs:
         fit_seconds=float(fit_seconds),
         seconds_per_epoch=float(per_epoch),
         history=history,
+        loadings=loadings or None,
+        assignment=_read_table(assignment) if assignment.exists() else None,
     )
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A float table written with ``to_csv``: string index, exact floats."""
+    table = pd.read_csv(path, index_col=0, dtype={0: str}, float_precision="round_trip")
+    table.index = table.index.astype(str)
+    return table
 
 
 def _read_history(path: Path) -> pd.DataFrame:

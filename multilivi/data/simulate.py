@@ -873,6 +873,7 @@ def _assemble(
         causal=factors.causal,
         null_variants=factors.null_variants,
         program_states=factors.program_states,
+        program_loadings=pd.DataFrame(rna.w_dxc.T, index=genes, columns=dxc_names),
     )
     return Cohort(
         mdata, genotypes=genotypes, truth=truth, min_cells_per_donor=cfg.min_cells_per_donor, name="sim"

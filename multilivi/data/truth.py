@@ -28,6 +28,9 @@ class Truth:
         Ids of the variants with no effect on any factor.
     program_states
         Array of shape (n_programs,): the cell state each D x C program acts in.
+    program_loadings
+        DataFrame (n_genes, n_programs): the true RNA logit effect of each D x C program per gene,
+        indexed by gene; the program's genes are its non-zero rows. None when not recorded.
     """
 
     cell_state: np.ndarray
@@ -36,6 +39,7 @@ class Truth:
     causal: pd.DataFrame
     null_variants: pd.Index
     program_states: np.ndarray
+    program_loadings: pd.DataFrame | None = None
 
     @property
     def causal_variants(self) -> pd.Index:
@@ -43,6 +47,12 @@ class Truth:
 
     def write(self, path: str | Path) -> None:
         """Write to an ``.npz`` file (no pickles)."""
+        loadings = {}
+        if self.program_loadings is not None:
+            loadings = {
+                "program_loadings": self.program_loadings.to_numpy(np.float64),
+                "program_genes": self.program_loadings.index.to_numpy(str),
+            }
         np.savez(
             path,
             cell_state=self.cell_state,
@@ -56,12 +66,17 @@ class Truth:
             causal_effect=self.causal["effect"].to_numpy(np.float64),
             null_variants=self.null_variants.to_numpy(str),
             program_states=self.program_states,
+            **loadings,
         )
 
     @classmethod
     def read(cls, path: str | Path) -> Truth:
         with np.load(path, allow_pickle=False) as f:
             donors = pd.Index(f["donors"], name="donor")
+            loadings = None
+            if "program_loadings" in f.files:
+                genes = pd.Index(f["program_genes"], name="gene")
+                loadings = pd.DataFrame(f["program_loadings"], index=genes, columns=f["donor_factor_names"])
             return cls(
                 cell_state=f["cell_state"],
                 donor_factors=pd.DataFrame(f["donor_factors"], index=donors, columns=f["donor_factor_names"]),
@@ -77,4 +92,5 @@ class Truth:
                 ),
                 null_variants=pd.Index(f["null_variants"], name="variant"),
                 program_states=f["program_states"],
+                program_loadings=loadings,
             )

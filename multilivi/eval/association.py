@@ -1,9 +1,12 @@
 """Linear-mixed-model association scan of donor factors against variants.
 
 Every donor factor is tested against every variant with the null noise share fitted once per
-factor (REML by default) and a likelihood-ratio test per variant; the model and the engines are
-in :mod:`multilivi.eval.lmm`. Variants are standardised before the scan (the statistic is
-invariant) and effect sizes and standard errors are converted back to the dosage scale.
+factor (REML by default) and a GLS Wald t-test per variant with ``n - rank(X) - 1`` degrees of
+freedom (``test="wald"``, exact for OLS) or glimix-core's likelihood-ratio test (``test="lrt"``);
+the model and the engines are in :mod:`multilivi.eval.lmm`. Variants are standardised before the
+scan (the statistics are invariant) and effect sizes and standard errors are converted back to the
+dosage scale. :func:`permuted_null_scan` is the same scan against genotypes of permuted donors,
+the in-run false-positive estimate.
 """
 
 from __future__ import annotations
@@ -24,10 +27,17 @@ from threadpoolctl import threadpool_limits
 
 from multilivi.data.genetics import standardised_genotypes
 from multilivi.eval import fdr as fdr_mod
-from multilivi.eval.lmm import ENGINES, Engine, fit_null
+from multilivi.eval.lmm import ENGINES, TESTS, Engine, fit_null
 from multilivi.eval.records import MetricResult
 
-__all__ = ["AssociationResult", "fit_null", "lmm_scan", "rank_inverse_normal"]
+__all__ = [
+    "AssociationResult",
+    "fit_null",
+    "lmm_scan",
+    "permuted_null_scan",
+    "permuted_null_summary",
+    "rank_inverse_normal",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +53,8 @@ class AssociationResult:
     factors, variants
         Row and column names of the result matrices.
     pvalues, beta, se
-        (factors, variants) LRT p-values, effect sizes and standard errors on the dosage scale;
+        (factors, variants) p-values of ``test``, effect sizes and standard errors on the dosage
+        scale (conventional residual scale ``r1 / (n - rank(X) - 1)``, as statsmodels reports);
         NaN for skipped (monomorphic) variants. Memory-mapped ``.npy`` files when the scan was
         given ``pvalues_path``.
     delta
@@ -56,6 +67,8 @@ class AssociationResult:
         How the scan was run.
     untested_factors
         Factors not tested (NaN rows) because they are constant given the covariates.
+    test
+        ``"wald"`` (t-test) or ``"lrt"`` (chi-square(1) likelihood ratio).
     """
 
     factors: tuple[str, ...]
@@ -69,6 +82,7 @@ class AssociationResult:
     engine: str
     reml: bool
     untested_factors: tuple[str, ...] = ()
+    test: str = "wald"
 
     @property
     def n_tests(self) -> int:
@@ -107,6 +121,7 @@ class AssociationResult:
             "fdr": fdr,
             "n_tests": self.n_tests,
             "engine": self.engine,
+            "test": self.test,
             "reml": self.reml,
             "untested_factors": list(self.untested_factors),
         }
@@ -137,6 +152,7 @@ def lmm_scan(
     quantile_normalise: bool = False,
     pvalues_path: str | Path | None = None,
     n_threads: int | None = None,
+    test: str = "wald",
 ) -> AssociationResult:
     """Test every donor factor against every variant.
 
@@ -163,15 +179,31 @@ def lmm_scan(
         Rank-based inverse-normal transform each factor before testing.
     pvalues_path
         Write p-values, effects and SEs as memory-mapped ``<path>``, ``<stem>.beta.npy``, ``<stem>.se.npy``.
+    test
+        ``"wald"`` (default): GLS Wald t-test with ``n - rank(X) - 1`` degrees of freedom, the exact
+        t-test for ``ols``; ``"lrt"``: likelihood ratio against chi-square(1), as glimix-core.
     """
-    _check_options(engine, kinship, chunk_size, n_threads)
+    _check_options(engine, kinship, chunk_size, n_threads, test)
     donors, dosage = _check_dosage(dosage, donors, variant_ids)
     y_frame = _phenotype_frame(phenotypes, donors, quantile_normalise)
     x = _design(covariates, donors)
     kinship = _check_kinship(kinship, len(donors))
     y, tested = _tested_factors(y_frame, x)
     outputs = _Outputs(dosage, tested, chunk_size, *_allocate((tested.size, dosage.shape[1]), pvalues_path))
-    fitted, n_skipped = _scan(ENGINES[engine], y, x, kinship, reml, outputs, n_threads)
+    fitted, n_skipped = _scan(ENGINES[engine], (y, x, kinship, reml, test), outputs, n_threads)
+    return _result(y_frame, variant_ids, outputs, fitted, n_skipped, engine=engine, reml=reml, test=test)
+
+
+def _result(
+    y_frame: pd.DataFrame,
+    variant_ids: Sequence[str],
+    outputs: _Outputs,
+    fitted: Engine,
+    n_skipped: int,
+    **how: str | bool,
+) -> AssociationResult:
+    """The :class:`AssociationResult` of a finished scan; ``how`` holds ``engine``, ``reml`` and ``test``."""
+    tested = outputs.tested
     return AssociationResult(
         factors=tuple(str(c) for c in y_frame.columns),
         variants=tuple(map(str, variant_ids)),
@@ -179,13 +211,58 @@ def lmm_scan(
         delta=_rows(tested, fitted.delta[:, None])[0][:, 0],
         null_lml=_rows(tested, fitted.lml[:, None])[0][:, 0],
         n_monomorphic_skipped=n_skipped,
-        engine=engine,
-        reml=reml,
         untested_factors=tuple(str(c) for c in y_frame.columns[~tested]),
+        **how,
     )
 
 
-def _check_options(engine: str, kinship: object, chunk_size: int, n_threads: int | None) -> None:
+def permuted_null_scan(
+    phenotypes: pd.DataFrame,
+    dosage: NDArray[np.floating],
+    *,
+    donors: Sequence[str],
+    variant_ids: Sequence[str],
+    seed: int,
+    kinship: NDArray[np.floating] | None = None,
+    **options: object,
+) -> AssociationResult:
+    """:func:`lmm_scan` against the genotypes of randomly permuted donors: a null with the same structure.
+
+    The (donors, variants) dosage rows and the (donors, donors) kinship rows and columns are
+    permuted together, so the kinship still describes the genotypes it is scanned with, while the
+    phenotypes and covariates stay with their donors. Every association found is a false positive.
+    ``options`` are passed to :func:`lmm_scan`.
+    """
+    order = np.random.default_rng(seed).permutation(len(donors))
+    permuted_kinship = None if kinship is None else np.asarray(kinship)[np.ix_(order, order)]
+    return lmm_scan(
+        phenotypes,
+        np.asarray(dosage)[order],
+        donors=donors,
+        variant_ids=variant_ids,
+        kinship=permuted_kinship,
+        **options,
+    )
+
+
+def permuted_null_summary(result: AssociationResult, fdr: float = 0.05) -> list[MetricResult]:
+    """``n_significant_pairs_permuted`` (false hits at BH ``fdr``) and ``lambda_gc_permuted`` of a null."""
+    hits = result.hits(fdr)
+    details = {
+        "fdr": fdr,
+        "n_tests": result.n_tests,
+        "n_significant_variants": int(hits["variant"].nunique()),
+        "test": result.test,
+    }
+    return [
+        MetricResult("n_significant_pairs_permuted", float(len(hits)), details),
+        MetricResult("lambda_gc_permuted", result.lambda_gc(), details),
+    ]
+
+
+def _check_options(engine: str, kinship: object, chunk_size: int, n_threads: int | None, test: str) -> None:
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "ols" and kinship is not None:
@@ -270,20 +347,19 @@ def _tested_factors(
 
 def _scan(
     engine_type: type[Engine],
-    y: NDArray[np.float64],
-    x: NDArray[np.float64],
-    kinship: NDArray[np.float64] | None,
-    reml: bool,
+    fit_args: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, bool, str],
     outputs: _Outputs,
     n_threads: int | None,
 ) -> tuple[Engine, int]:
-    """Fit ``engine_type`` to ``y`` (donors, tested factors) and scan every chunk into ``outputs``.
+    """Fit ``engine_type(*fit_args)`` and scan every chunk into ``outputs``.
+
+    ``fit_args`` are ``y`` (donors, tested factors), ``x`` (donors, p), the kinship, ``reml`` and the test.
 
     Returns the fitted engine and the number of variants skipped as monomorphic (logged).
     """
     starts = range(0, outputs.n_variants, outputs.chunk_size)
     if not engine_type.threaded:
-        engine = engine_type(y, x, kinship, reml)
+        engine = engine_type(*fit_args)
         n_skipped = sum(outputs.scan_chunk(engine, start) for start in starts)
     else:
         # One BLAS thread per chunk and chunks on a thread pool: multi-threaded BLAS on these small
@@ -291,7 +367,7 @@ def _scan(
         # shared, and the element-wise p-value work is single-threaded in numpy.
         workers = max(1, min(n_threads or os.cpu_count() or 1, len(starts)))
         with threadpool_limits(limits=1, user_api="blas"):
-            engine = engine_type(y, x, kinship, reml)
+            engine = engine_type(*fit_args)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 n_skipped = sum(pool.map(functools.partial(outputs.scan_chunk, engine), starts))
     if n_skipped:

@@ -1,11 +1,16 @@
-"""UMAP coordinates of a view, and the grid figure of thesis Fig. 5 (a panel per model/view, by cell type)."""
+"""UMAP coordinates of a view and the grids of thesis Fig. 5 (a panel per view; by type, subtype, donor)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+MAX_LEGEND = 40  # more categories (e.g. donors) get no legend
 
 
 def umap_coordinates(
@@ -72,15 +77,12 @@ def plot_umap_grid(
     -------
     matplotlib.figure.Figure (never saved here).
     """
-    import seaborn as sns
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     names = list(panels)
     per_panel = _labels_per_panel(panels, labels)
     categories = sorted(set(np.concatenate(per_panel)))
-    palette = sns.color_palette("tab20" if len(categories) > 10 else "tab10", len(categories))
-    colours = dict(zip(categories, palette))
+    colours = dict(zip(categories, categorical_palette(len(categories))))
     n_rows = -(-len(names) // n_cols)
     n_cols = min(n_cols, len(names))
     fig = Figure(figsize=(3.2 * n_cols, 3.2 * n_rows))  # outside pyplot: not retained after use
@@ -100,10 +102,34 @@ def plot_umap_grid(
         ax.set_title(name, fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in categories]
-    fig.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    _legend(fig, colours, title)
     fig.tight_layout()
     return fig
+
+
+def categorical_palette(n: int) -> list[str]:
+    """``n`` colours: Okabe-Ito (colour-blind safe) up to 8, else seaborn's ``colorblind`` then ``husl``."""
+    if n <= len(OKABE_ITO):
+        return list(OKABE_ITO[:n])
+    import seaborn as sns
+
+    base = list(sns.color_palette("colorblind", 10).as_hex())
+    return (base + list(sns.color_palette("husl", max(n - 10, 0)).as_hex()))[:n]
+
+
+def umap_label_grids(
+    panels: Mapping[str, NDArray[np.floating]], labels: Mapping[str, Mapping[str, NDArray]]
+) -> dict[str, object]:
+    """One :func:`plot_umap_grid` per labelling: ``umap_grid`` (cell type), ``umap_<label>`` for the others.
+
+    ``labels`` maps a label name (``cell_type``, ``cell_subtype``, ``donor``) to per-panel arrays.
+    """
+    return {
+        "umap_grid" if name == "cell_type" else f"umap_{name}": plot_umap_grid(
+            panels, per_panel, title=name.replace("_", " ")
+        )
+        for name, per_panel in labels.items()
+    }
 
 
 def _labels_per_panel(
@@ -128,3 +154,21 @@ def _labels_per_panel(
         if len(lab) != len(panels[name]):
             raise ValueError(f"panel {name!r} has {len(panels[name])} points but {len(lab)} labels")
     return per_panel
+
+
+def _legend(fig, colours: Mapping[str, Any], title: str) -> None:
+    """A legend of the categories beside the panels, or a title saying there are too many."""
+    from matplotlib.lines import Line2D
+
+    if len(colours) > MAX_LEGEND:
+        fig.suptitle(f"coloured by {title} ({len(colours)} categories, no legend)")
+        return
+    handles = [Line2D([], [], marker="o", ls="", color=colour, label=c) for c, colour in colours.items()]
+    fig.legend(
+        handles=handles,
+        title=title,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+        ncol=1 + len(colours) // 16,
+    )

@@ -1,4 +1,7 @@
-"""Multiple testing over all factor x variant tests: BH, Storey q-values, genomic control, QQ plots."""
+"""Multiple testing over all factor x variant tests: BH, Storey q-values, genomic control, QQ plots.
+
+Also the exact binomial interval used for power, FDR and calibration ratios.
+"""
 
 from __future__ import annotations
 
@@ -83,6 +86,16 @@ def storey_qvalues(pvalues: NDArray[np.floating], *, lambda_: float = 0.5) -> ND
     finite = p[np.isfinite(p)]
     pi0 = min(1.0, float((finite > lambda_).sum()) / ((1.0 - lambda_) * max(finite.size, 1)))
     return np.minimum(benjamini_hochberg(p) * pi0, 1.0)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided ``level`` interval of a binomial proportion ``k / n``."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    tail = (1.0 - level) / 2.0
+    low = float(stats.beta.ppf(tail, k, n - k + 1)) if k > 0 else 0.0
+    high = float(stats.beta.ppf(1.0 - tail, k + 1, n - k)) if k < n else 1.0
+    return low, high
 
 
 def genomic_control_lambda(pvalues: NDArray[np.floating]) -> float:

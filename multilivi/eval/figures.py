@@ -13,6 +13,7 @@ metric registry (:mod:`multilivi.eval.metrics`).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 CLASS_PREFIX = "class_accuracy/"
 _BASELINE_COLOUR = "#444444"
+_SWEEP_NAME = re.compile(r"^(?P<family>[A-Za-z]+)-(?P<weight>\d+(?:\.\d+)?)(?:$|[:_-])")
+_SWEEP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")  # Okabe-Ito
 
 
 def check_scores(scores: pd.DataFrame) -> None:
@@ -191,12 +194,42 @@ def _nll_axes(ax: Axes, rna: pd.Series, any_protein: bool) -> None:
     ax.grid(alpha=0.3)
 
 
+def sweep_curves(models: Sequence[str]) -> dict[str, list[tuple[float, str]]]:
+    """Family → its ``(λ_prot, model)`` pairs sorted by λ_prot, for families with two or more λ_prot.
+
+    λ_prot is read from the model name's ``family-W`` spec (``mslivi-50``, ``dmlivi-0.5:...``).
+    """
+    curves: dict[str, list[tuple[float, str]]] = {}
+    for model in models:
+        match = _SWEEP_NAME.match(model)
+        if match is not None:
+            curves.setdefault(match["family"], []).append((float(match["weight"]), model))
+    return {f: sorted(points) for f, points in curves.items() if len({w for w, _ in points}) > 1}
+
+
+def _sweep_lines(ax: Axes, rna: pd.Series, prot: pd.Series, models: Sequence[str]) -> None:
+    """One connected curve per family through its models in λ_prot order, λ marked at each point."""
+    for i, (family, points) in enumerate(sweep_curves(models).items()):
+        names = [m for _, m in points]
+        ax.plot(rna[names], prot[names], "-", color=_SWEEP_COLOURS[i % len(_SWEEP_COLOURS)], label=family)
+        for weight, model in points:
+            ax.annotate(
+                f"λ={weight:g}",
+                (rna[model], prot[model]),
+                xytext=(-8, -12),
+                textcoords="offset points",
+                fontsize=7,
+            )
+
+
 def nll_tradeoff(scores: pd.DataFrame, *, baseline: str | None = None) -> Figure | None:
     """RNA versus protein held-out NLL per cell, one point per model (thesis Fig. 4a).
 
     Models with an RNA NLL but no protein NLL (LIVI, RNA-only models) are drawn as open
     triangles on the bottom edge and labelled "RNA only"; the baseline's RNA NLL is a dashed
-    vertical reference line. Returns ``None`` when no model has an ``ok`` ``nll_per_cell_rna`` row.
+    vertical reference line. When a family has models at several λ_prot (``mslivi-10``,
+    ``mslivi-50``, ...), its points are joined into one curve in λ_prot order
+    (:func:`sweep_curves`). Returns ``None`` when no model has an ``ok`` ``nll_per_cell_rna`` row.
     """
     table = _nll_table(scores, baseline)
     if table is None:
@@ -209,6 +242,7 @@ def nll_tradeoff(scores: pd.DataFrame, *, baseline: str | None = None) -> Figure
     for model in rna.index[both]:
         ax.scatter(rna[model], prot[model], s=60, color=colours[model], edgecolor="black", zorder=3)
         ax.annotate(model, (rna[model], prot[model]), xytext=(5, 5), textcoords="offset points", fontsize=9)
+    _sweep_lines(ax, rna, prot, list(rna.index[both]))
     _rna_only_points(ax, rna, list(rna.index[rna.notna() & prot.isna()]), colours)
     if baseline in rna.index and np.isfinite(rna[baseline]):
         ax.axvline(
@@ -218,6 +252,7 @@ def nll_tradeoff(scores: pd.DataFrame, *, baseline: str | None = None) -> Figure
             linewidth=1,
             label=f"baseline {baseline} RNA NLL ({rna[baseline]:.4g})",
         )
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     _nll_axes(ax, rna, bool(both.any()))
     return fig

@@ -7,9 +7,20 @@ Each donor factor is a phenotype ``y`` (donors,). Under the null,
 with ``X`` = [intercept, donor covariates], kinship ``K`` and noise share ``delta`` (glimix-core's
 parameterisation; ``delta = 1`` is ordinary least squares). ``delta`` is fitted once per factor
 (REML by default), then every variant ``g`` is tested with ``delta`` fixed: the scale and all
-fixed effects are refitted and the likelihood-ratio statistic of the profiled-scale ML
-likelihoods, ``n log(r0 / r1)`` with GLS residual quadratic forms ``r0``, ``r1``, is referred to
-chi-square with one degree of freedom. This is what glimix-core's ``FastScanner.fast_scan`` does.
+fixed effects are refitted, giving the GLS residual quadratic forms ``r0`` (null) and ``r1``
+(with ``g``). Two tests:
+
+``"wald"`` (default)
+    The GLS Wald t-test: ``t = alpha / se`` with ``se = sqrt(s1 / g^T P g)``, the conventional
+    scale ``s1 = r1 / df`` and ``df = n - rank(X) - 1``, referred to Student's t with ``df``
+    degrees of freedom (GEMMA's Wald test). Without kinship (``delta = 1``) this is the exact
+    least-squares t-test (statsmodels OLS, FastQTL, MatrixEQTL, tensorQTL).
+``"lrt"``
+    The likelihood-ratio statistic of the profiled-scale ML likelihoods, ``n log(r0 / r1)``,
+    referred to chi-square with one degree of freedom: glimix-core's ``FastScanner.fast_scan``.
+    Anti-conservative at small ``n`` (it ignores the ``df`` lost to the fixed effects).
+
+Both tests report the same effect and the same (conventional-scale) standard error.
 
 The batched engine works in the space of error contrasts: with ``C`` (donors, donors - p) an
 orthonormal basis of the complement of ``X`` and ``C^T K C = U diag(lam) U^T``, the rotation
@@ -43,6 +54,8 @@ GLIMIX_MIN_DELTA = 1e-6  # lower bound on delta when glimix-core's unbounded fit
 GLIMIX_TOL = 1e-6  # rtol and atol of glimix-core's Brent search on logit(delta) in LMM.fit
 GLIMIX_LOGIT_MAX = float(np.log(np.finfo(float).max))  # glimix-core's upper bound on logit(delta)
 
+TESTS = ("wald", "lrt")
+
 ScanOutput = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 
@@ -54,7 +67,12 @@ class Engine(Protocol):
     lml: NDArray[np.float64]  # (factors,) null log-likelihood
 
     def __init__(
-        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64] | None, reml: bool
+        self,
+        y: NDArray[np.float64],
+        x: NDArray[np.float64],
+        kinship: NDArray[np.float64] | None,
+        reml: bool,
+        test: str = "wald",
     ) -> None:
         """Fit the null of ``y`` (donors, factors) given ``x`` (donors, p) and kinship (donors, donors)."""
         ...
@@ -94,6 +112,11 @@ class NullModel:
     @property
     def n_donors(self) -> int:
         return self.rotation.shape[1]
+
+    @property
+    def df(self) -> int:
+        """Residual degrees of freedom of a variant's test, ``n - rank(X) - 1``."""
+        return self.rotation.shape[0] - 1
 
     @property
     def weights(self) -> NDArray[np.float64]:
@@ -228,7 +251,7 @@ def _diag(eigenvalues: NDArray, delta: NDArray) -> NDArray:
     return (1.0 - delta) * eigenvalues[None, :] + delta
 
 
-def scan_rotated(null: NullModel, g_rot: NDArray[np.float64]) -> ScanOutput:
+def scan_rotated(null: NullModel, g_rot: NDArray[np.float64], test: str = "wald") -> ScanOutput:
     """Scan rotated, standardised variants against every factor at its null ``delta``.
 
     Parameters
@@ -237,32 +260,45 @@ def scan_rotated(null: NullModel, g_rot: NDArray[np.float64]) -> ScanOutput:
         Output of :func:`fit_null`.
     g_rot
         (donors - p, variants) ``R @ standardised genotypes``.
+    test
+        ``"wald"`` (t-test with ``null.df`` degrees of freedom) or ``"lrt"`` (chi-square(1)).
 
     Returns
     -------
     pvalues, alpha, se
-        (factors, variants) LRT p-values, effect sizes and standard errors per standard deviation
-        of the variant. ``se`` is ``sqrt(s1 / g^T P g)`` with ``s1`` the alternative's ML scale,
-        i.e. ``sqrt(diag((E^T Sigma^-1 E)^-1))`` for ``E = [X, g]`` and
-        ``Sigma = s1 ((1 - delta) K + delta I)``.
+        (factors, variants) p-values, effect sizes and standard errors per standard deviation of
+        the variant. ``se`` is ``sqrt(s1 / g^T P g)`` with the conventional scale
+        ``s1 = r1 / (n - p - 1)``, i.e. ``sqrt(diag(s1 (E^T V^-1 E)^-1))`` for ``E = [X, g]`` and
+        ``V = (1 - delta) K + delta I``: what statsmodels OLS (or GLS given ``V``) reports.
     """
+    _check_test(test)
     w = null.weights  # (F, k)
     gpy = (w * null.y_rot.T) @ g_rot  # (F, m)  g^T P y
     gpg = w @ np.square(g_rot)  # (F, m)  g^T P g
-    n = null.n_donors
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = gpy / gpg
-        explained = np.multiply(gpy, alpha, out=gpy)  # r0 - r1, then 1 - r1 / r0
+        explained = np.multiply(gpy, alpha, out=gpy)  # r0 - r1, then (r0 - r1) / r0
         explained /= null.r0[:, None]
         np.minimum(explained, 1.0 - np.finfo(float).eps, out=explained)
         se = np.subtract(1.0, explained)  # r1 / r0
-        se *= (null.r0 / n)[:, None]  # alternative's ML scale s1
+        se *= (null.r0 / null.df)[:, None]  # conventional scale s1
         se /= gpg
         np.sqrt(se, out=se)
-        half_stat = np.log1p(np.negative(explained, out=explained), out=explained)
-        half_stat *= -0.5 * n  # LRT / 2 = -(n / 2) log(r1 / r0)
-        pvalues = special.erfc(np.sqrt(half_stat, out=half_stat), out=half_stat)  # chi-square(1) sf
+        wald = test == "wald"
+        pvalues = t_pvalues(alpha / se, null.df) if wald else lrt_pvalues(explained, null.n_donors)
     return pvalues, alpha, se
+
+
+def t_pvalues(t: NDArray[np.float64], df: int) -> NDArray[np.float64]:
+    """Two-sided p-values of t statistics (any shape) with ``df`` degrees of freedom."""
+    return 2.0 * special.stdtr(df, -np.abs(t))
+
+
+def lrt_pvalues(explained: NDArray[np.float64], n: int) -> NDArray[np.float64]:
+    """Chi-square(1) p-values of ``n log(r0 / r1)`` from ``explained = 1 - r1 / r0`` (overwritten)."""
+    half_stat = np.log1p(np.negative(explained, out=explained), out=explained)
+    half_stat *= -0.5 * n  # LRT / 2 = -(n / 2) log(r1 / r0)
+    return special.erfc(np.sqrt(half_stat, out=half_stat), out=half_stat)
 
 
 class BatchedEngine:
@@ -271,44 +307,64 @@ class BatchedEngine:
     threaded: ClassVar[bool] = True
 
     def __init__(
-        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64] | None, reml: bool
+        self,
+        y: NDArray[np.float64],
+        x: NDArray[np.float64],
+        kinship: NDArray[np.float64] | None,
+        reml: bool,
+        test: str = "wald",
     ) -> None:
         """Fit the null of ``y`` (donors, factors) given design ``x`` (donors, p) and kinship."""
+        _check_test(test)
         self.null = fit_null(y, x, kinship, reml=reml)
         self.delta, self.lml = self.null.delta, self.null.lml
+        self.test = test
 
     def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
         """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
-        return scan_rotated(self.null, self.null.rotation @ g_std)
+        return scan_rotated(self.null, self.null.rotation @ g_std, self.test)
 
 
 class OlsEngine(BatchedEngine):
     """Ordinary least squares: the batched engine without kinship (``delta = 1``)."""
 
-    def __init__(self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: None, reml: bool) -> None:
-        super().__init__(y, x, None, reml)
+    def __init__(
+        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: None, reml: bool, test: str = "wald"
+    ) -> None:
+        super().__init__(y, x, None, reml, test)
 
 
 class GlimixEngine:
     """glimix-core, one factor at a time: ``LMM(...).fit()`` then ``get_fast_scanner().fast_scan``.
 
-    Its scanners are not shared across threads, and its fits run with the caller's BLAS threads.
+    glimix-core's LRT p-values (``test="lrt"``), or the Wald t-test built from its effects and
+    standard errors; its ML-scale standard errors are put on the conventional scale
+    (``* sqrt(n / df)``). Its scanners are not shared across threads, and its fits run with the
+    caller's BLAS threads.
     """
 
     threaded: ClassVar[bool] = False
 
     def __init__(
-        self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: NDArray[np.float64], reml: bool
+        self,
+        y: NDArray[np.float64],
+        x: NDArray[np.float64],
+        kinship: NDArray[np.float64],
+        reml: bool,
+        test: str = "wald",
     ) -> None:
         """Fit one glimix-core ``LMM`` per column of ``y`` (donors, factors) given ``x`` (donors, p)."""
         from numpy_sugar.linalg import economic_qs
 
+        _check_test(test)
         qs = economic_qs(kinship)
         models = [_glimix_fit(f, column, x, qs, reml) for f, column in enumerate(y.T)]
         self.delta = np.array([lmm.delta for lmm in models])
         self.lml = np.array([lmm.lml() for lmm in models])
         self.scanners = [lmm.get_fast_scanner() for lmm in models]
         self.multi_covariate = x.shape[1] > 1
+        self.test = test
+        self.n, self.df = x.shape[0], x.shape[0] - x.shape[1] - 1
 
     def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
         """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
@@ -316,12 +372,21 @@ class GlimixEngine:
         pvalues, alpha, se = np.empty(shape), np.empty(shape), np.empty(shape)
         for f, scanner in enumerate(self.scanners):
             out = scanner.fast_scan(g_std, verbose=False)
-            stat = np.clip(2.0 * (out["lml"] - scanner.null_lml()), 0.0, None)
-            pvalues[f] = special.erfc(np.sqrt(0.5 * stat))
             alpha[f] = out["effsizes1"]
             # glimix-core's multi-covariate branch returns sqrt(diag((E^T B E)^-1)) without the scale.
-            se[f] = out["effsizes1_se"] * (np.sqrt(out["scale"]) if self.multi_covariate else 1.0)
+            se_ml = out["effsizes1_se"] * (np.sqrt(out["scale"]) if self.multi_covariate else 1.0)
+            se[f] = se_ml * np.sqrt(self.n / self.df)
+            if self.test == "lrt":
+                stat = np.clip(2.0 * (out["lml"] - scanner.null_lml()), 0.0, None)
+                pvalues[f] = special.erfc(np.sqrt(0.5 * stat))
+            else:
+                pvalues[f] = t_pvalues(alpha[f] / se[f], self.df)
         return pvalues, alpha, se
+
+
+def _check_test(test: str) -> None:
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
 
 
 def _glimix_fit(factor: int, y: NDArray[np.float64], x: NDArray[np.float64], qs: tuple, reml: bool) -> LMM:

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 Direction = Literal["max", "min", "target"]
 Level = Literal["model", "cell", "donor"]
-ChanceLevel = Callable[[Mapping[str, Any]], float]
-"""Chance level of a metric from the run's context (e.g. ``n_donors``, ``n_factors``, class counts)."""
 
 KEY_SEPARATOR = "/"
 DIRECTIONS = ("max", "min", "target")
@@ -64,12 +62,18 @@ class Metric:
         difference is shown without an arrow).
     keyed
         Whether rows ``<name>/<key>`` belong to it.
+    resolution
+        The smallest difference worth calling better or worse (a paired difference whose
+        interval excludes 0 but whose mean is within it is no detectable difference).
     gated
         Whether the regression gate bounds it.
     ungated_views
         View → why the gate leaves the metric unbounded on that view.
     chance
-        Its chance level in the run's context, or None when none is defined.
+        The value the metric takes by chance when that does not depend on the data (0 for an R²,
+        1 for λ_GC), or None. A chance level that depends on the data (majority class of a probe,
+        best |r| of random factors for these donors) comes with each result, in
+        ``MetricResult.details["chance"]``, and wins over this one.
     """
 
     task: str
@@ -84,9 +88,10 @@ class Metric:
     count: bool = False
     compared: bool = True
     keyed: bool = False
+    resolution: float = 0.0
     gated: bool = False
     ungated_views: Mapping[str, str] = field(default_factory=dict)
-    chance: ChanceLevel | None = None
+    chance: float | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:

@@ -41,6 +41,14 @@ class ModelOutputs:
     config
         The effective configuration that produced them (a model's config fields, an embedding's
         path, PCA's components); None when there is none to record.
+    loadings
+        Decoder loadings of the D x C factors by modality, each (n_features, n_dxc) indexed by
+        feature name with the columns of ``donor_factors["D"]``; the decoder's BatchNorm scale is
+        folded in where it has one. None for an embedding (nothing to interpret).
+    assignment
+        σ(A), the soft assignment of cell-state dimensions to D x C factors: (n_state_dims, n_dxc),
+        indexed by state dimension (``c_0``, ...; the columns of the view whose per-block softmax
+        is the cell state) with the columns of ``donor_factors["D"]``. None for an embedding.
     """
 
     views: dict[str, np.ndarray]
@@ -51,6 +59,8 @@ class ModelOutputs:
     history: pd.DataFrame | None = None
     cached: bool = False
     config: dict[str, Any] | None = None
+    loadings: dict[str, pd.DataFrame] | None = None
+    assignment: pd.DataFrame | None = None
 
 
 @dataclass
@@ -67,6 +77,7 @@ class EvalContext:
     truth: Truth | None
     fdr: float = DEFAULT_FDR
     engine: str = "batched"
+    test: str = "wald"  # association test: "wald" (t-test, calibrated at small n) or "lrt"
     n_probe_seeds: int = 5
     probe_max_cells: int | None = 20_000
     seed: int = 0

@@ -32,6 +32,8 @@ class ProbeResult:
         Class -> (n_seeds,) recall of that class on each split.
     dropped_classes
         Classes with fewer than two cells, left out before splitting.
+    majority_share
+        Share of the probed cells in the largest class: the accuracy of always guessing it.
     reason
         Why the probe could not run; empty when it did.
     """
@@ -41,24 +43,28 @@ class ProbeResult:
     balanced_accuracy: NDArray[np.float64]
     per_class: dict[str, NDArray[np.float64]] = field(default_factory=dict)
     dropped_classes: tuple[str, ...] = ()
+    majority_share: float = float("nan")
     reason: str = ""
 
     def metrics(self) -> list[MetricResult]:
         """``<task>_accuracy`` and ``<task>_balanced_accuracy``: means over splits.
 
-        The sd over splits and the per-class recall (mean over splits) are in ``details``.
+        The sd over splits, the per-class recall (mean over splits) and the chance level are in
+        ``details``: the majority-class share for accuracy, 1 / classes for balanced accuracy.
         """
         names = (f"{self.task}_accuracy", f"{self.task}_balanced_accuracy")
         if self.reason:
             return [skipped(name, self.reason) for name in names]
         per_class = {label: float(np.mean(v)) for label, v in self.per_class.items()}
         results = []
-        for name, values in zip(names, (self.accuracy, self.balanced_accuracy)):
+        chances = (self.majority_share, 1.0 / max(len(self.per_class), 1))
+        for name, values, chance in zip(names, (self.accuracy, self.balanced_accuracy), chances):
             details = {
                 "sd": float(np.std(values, ddof=1)) if values.size > 1 else 0.0,
                 "n_seeds": int(values.size),
                 "per_class_accuracy": per_class,
                 "dropped_classes": list(self.dropped_classes),
+                "chance": chance,
             }
             results.append(MetricResult(name, float(np.mean(values)), details))
         return results
@@ -112,7 +118,8 @@ def probe(
     accuracy, balanced, per_class = _fit_splits(
         view, labels, classes, n_seeds=n_seeds, test_size=test_size, seed=seed, max_iter=max_iter
     )
-    return ProbeResult(task, accuracy, balanced, per_class, dropped_classes=dropped)
+    majority = float(np.unique(labels, return_counts=True)[1].max() / labels.size)
+    return ProbeResult(task, accuracy, balanced, per_class, dropped_classes=dropped, majority_share=majority)
 
 
 def _checked_subsample(

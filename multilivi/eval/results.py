@@ -11,7 +11,20 @@ import pandas as pd
 
 from multilivi.atomic import atomic_write
 
-SCORE_COLUMNS = ("model", "view", "task", "metric", "value", "sd", "higher_is_better", "status", "reason")
+SCORE_COLUMNS = (
+    "model",
+    "view",
+    "task",
+    "metric",
+    "value",
+    "sd",
+    "higher_is_better",
+    "status",
+    "reason",
+    "chance",
+    "replicate",
+)
+CORE_COLUMNS = SCORE_COLUMNS[:9]  # what a score table written before chance levels and replicates holds
 MODEL_LEVEL = "-"
 
 
@@ -28,6 +41,8 @@ class ScoreRow:
     higher_is_better: bool = True
     status: str = "ok"
     reason: str = ""
+    chance: float = math.nan
+    replicate: int = 0
 
 
 def not_run(model: str, view: str, task: str, reason: str, *, status: str = "skipped") -> ScoreRow:
@@ -35,10 +50,13 @@ def not_run(model: str, view: str, task: str, reason: str, *, status: str = "ski
     return ScoreRow(model, view, task, "*", math.nan, status=status, reason=reason)
 
 
+_TYPES = {"value": float, "sd": float, "higher_is_better": bool, "chance": float, "replicate": int}
+
+
 def scores_frame(rows: Iterable[ScoreRow]) -> pd.DataFrame:
     """The long-format score table of ``rows`` (columns ``SCORE_COLUMNS``)."""
     frame = pd.DataFrame([asdict(r) for r in rows], columns=list(SCORE_COLUMNS))
-    return frame.astype({"value": float, "sd": float, "higher_is_better": bool})
+    return frame.astype(_TYPES)
 
 
 def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
@@ -47,8 +65,16 @@ def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, keep_default_na=False, na_values={"value": ["", "nan"], "sd": ["", "nan"]})
-    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    """Read a score table; one written before chance levels and replicates gets NaN chance, replicate 0."""
+    numeric = ["", "nan"]
+    frame = pd.read_csv(
+        path, keep_default_na=False, na_values={"value": numeric, "sd": numeric, "chance": numeric}
+    )
+    missing = [c for c in CORE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} is not a multilivi score table: columns {missing} are missing")
-    return frame.astype({"value": float, "sd": float, "higher_is_better": bool, "reason": str})
+    if "chance" not in frame.columns:
+        frame["chance"] = math.nan
+    if "replicate" not in frame.columns:
+        frame["replicate"] = 0
+    return frame[list(SCORE_COLUMNS)].astype(_TYPES | {"reason": str})

@@ -153,7 +153,8 @@ def run_tasks(
 def rows_of(scores: Iterable[Score | NotRun], *, model: str, task: str) -> list[ScoreRow]:
     """Score rows of a task's results; the direction comes from each metric's declaration.
 
-    ``details['sd']`` becomes the row's sd when present. An undeclared metric is a KeyError.
+    ``details['sd']`` becomes the row's sd and ``details['chance']`` its chance level (else the
+    metric's declared one) when present. An undeclared metric is a KeyError.
     """
     rows = []
     for score in scores:
@@ -164,6 +165,8 @@ def rows_of(scores: Iterable[Score | NotRun], *, model: str, task: str) -> list[
         result = score.result
         metric = lookup(name, result.name)
         sd = float(result.details.get("sd", math.nan))
+        default_chance = math.nan if metric.chance is None else metric.chance
+        chance = float(result.details.get("chance", default_chance))
         rows.append(
             ScoreRow(
                 model,
@@ -175,6 +178,7 @@ def rows_of(scores: Iterable[Score | NotRun], *, model: str, task: str) -> list[
                 metric.higher_is_better,
                 result.status,
                 result.reason,
+                chance,
             )
         )
     return rows

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from multilivi.data import Truth
-from multilivi.eval.association import AssociationResult, lmm_scan
+from multilivi.eval.association import AssociationResult, lmm_scan, permuted_null_scan, permuted_null_summary
 from multilivi.eval.metrics import Metric, register
 from multilivi.eval.outputs import PROBE_LABELS, EvalContext, ModelOutputs
 from multilivi.eval.phenotypes import donor_means
@@ -22,7 +22,13 @@ from multilivi.eval.reconstruction import reconstruction_summary
 from multilivi.eval.records import MetricResult
 from multilivi.eval.results import MODEL_LEVEL
 from multilivi.eval.task_runner import NotRun, Score, Task, TaskResult, register_task
-from multilivi.eval.truth import association_truth, cell_state_recovery, factor_recovery
+from multilivi.eval.truth import (
+    association_truth,
+    cell_state_recovery,
+    factor_recovery,
+    matched_recovery,
+    power_any_view,
+)
 
 PROPORTION = {"lower": 0.0, "upper": 1.0}
 _V_LAMBDA = (
@@ -125,6 +131,18 @@ def task_probes(outputs: ModelOutputs, ctx: EvalContext) -> TaskResult:
     return TaskResult(scores)
 
 
+# ---------------------------------------------------------------------------------------- views
+register(Metric("views", "n_dims", "dimensions", "max", level="cell", count=True, compared=False))
+register(Metric("views", "n_factors", "factors", "max", level="donor", count=True, compared=False))
+
+
+def task_views(outputs: ModelOutputs, ctx: EvalContext, phenotypes: dict[str, pd.DataFrame]) -> TaskResult:
+    """The dimension of every cell view and the number of factors of every donor phenotype set."""
+    scores = [Score(view, MetricResult("n_dims", float(x.shape[1]))) for view, x in outputs.views.items()]
+    scores += [Score(view, MetricResult("n_factors", float(f.shape[1]))) for view, f in phenotypes.items()]
+    return TaskResult(scores)
+
+
 # ----------------------------------------------------------------------------------- phenotypes
 def task_phenotypes(outputs: ModelOutputs, ctx: EvalContext) -> TaskResult:
     """The model's donor factors, or per-donor (and per cell type) means of each of its views."""
@@ -179,6 +197,29 @@ register(
     )
 )
 register(Metric("association", "n_tests", "tests", "max", level="donor", count=True, compared=False))
+# the in-run null: the same scan against genotypes of permuted donors (kinship permuted with them)
+register(
+    Metric(
+        "association",
+        "n_significant_pairs_permuted",
+        "false hits (permuted genotypes)",
+        "min",
+        level="donor",
+        count=True,
+        lower=0.0,
+    )
+)
+register(
+    Metric(
+        "association",
+        "lambda_gc_permuted",
+        "λ_GC (permuted genotypes)",
+        "target",
+        target=1.0,
+        level="donor",
+        lower=0.0,
+    )
+)
 register(
     Metric(
         "association",
@@ -195,7 +236,11 @@ register(
 def task_association(
     outputs: ModelOutputs, ctx: EvalContext, phenotypes: dict[str, pd.DataFrame]
 ) -> TaskResult:
-    """LMM (kinship) or OLS scan of every donor phenotype against every variant; provides the results."""
+    """LMM (kinship) or OLS scan of every donor phenotype against every variant; provides the results.
+
+    Each view is also scanned against genotypes of permuted donors (seeded by ``ctx.seed``): its
+    hits and λ are the in-run false-positive estimate.
+    """
     if ctx.genotypes is None:
         return TaskResult([NotRun(view, "the cohort has no genotypes") for view in phenotypes], artefact={})
     scores: list[Score | NotRun] = []
@@ -204,25 +249,42 @@ def task_association(
         if factors.shape[1] == 0:
             scores.append(NotRun(view, "no factors to test"))
             continue
-        result = lmm_scan(
-            factors,
-            ctx.genotypes.dosage,
-            donors=list(ctx.genotypes.donors),
-            variant_ids=list(ctx.genotypes.variant_ids),
-            kinship=ctx.kinship,
-            covariates=ctx.donor_covariates,
-            engine=ctx.engine if ctx.kinship is not None else "ols",
-        )
+        scan = {
+            "donors": list(ctx.genotypes.donors),
+            "variant_ids": list(ctx.genotypes.variant_ids),
+            "kinship": ctx.kinship,
+            "covariates": ctx.donor_covariates,
+            "engine": ctx.engine if ctx.kinship is not None else "ols",
+            "test": ctx.test,
+        }
+        result = lmm_scan(factors, ctx.genotypes.dosage, **scan)
         associations[view] = result
         scores += [Score(view, metric) for metric in result.summary(ctx.fdr)]
+        null = permuted_null_scan(factors, ctx.genotypes.dosage, seed=ctx.seed, **scan)
+        scores += [Score(view, metric) for metric in permuted_null_summary(null, ctx.fdr)]
         scores.append(Score(view, MetricResult("n_tests", float(result.n_tests))))
         scores.append(Score(view, MetricResult("n_monomorphic_skipped", float(result.n_monomorphic_skipped))))
     return TaskResult(scores, artefact=associations)
 
 
 # ---------------------------------------------------------------------------------------- truth
-register(Metric("truth", "power", "power", "max", level="donor", gated=True, **PROPORTION))
-register(Metric("truth", "empirical_fdr", "empirical FDR", "min", level="donor", **PROPORTION))
+# power over the causal variants of the view's targets (D: D x C programs, V: persistent factors,
+# other views: all), keyed per program; FDR at the variant and the pair level, skipped without discoveries
+register(
+    Metric(
+        "truth",
+        "power",
+        "power (target variants)",
+        "max",
+        level="donor",
+        keyed=True,
+        gated=True,
+        **PROPORTION,
+    )
+)
+register(Metric("truth", "power_any_view", "power (any view)", "max", level="model", **PROPORTION))
+register(Metric("truth", "empirical_fdr", "empirical FDR (variants)", "min", level="donor", **PROPORTION))
+register(Metric("truth", "empirical_fdr_pairs", "empirical FDR (pairs)", "min", level="donor", **PROPORTION))
 register(
     Metric("truth", "lambda_gc_null", "λ on null variants", "target", target=1.0, level="donor", lower=0.0)
 )
@@ -236,6 +298,33 @@ register(
         keyed=True,
         gated=True,
         **PROPORTION,
+    )
+)
+register(
+    Metric(
+        "truth",
+        "matched_recovery",
+        "donor-factor recovery (one-to-one |r|)",
+        "max",
+        level="donor",
+        keyed=True,
+        **PROPORTION,
+    )
+)
+register(
+    Metric(
+        "truth",
+        "matched_recovery_chance",
+        "chance of one-to-one recovery",
+        "max",
+        level="donor",
+        compared=False,
+        **PROPORTION,
+    )
+)
+register(
+    Metric(
+        "truth", "matched_recovery_corrected", "chance-corrected recovery", "max", level="donor", upper=1.0
     )
 )
 register(
@@ -257,21 +346,28 @@ def task_truth(
     phenotypes: dict[str, pd.DataFrame],
     associations: dict[str, AssociationResult],
 ) -> TaskResult:
-    """Recovery of the simulated donor programs, causal variants and cell state."""
+    """Recovery of the simulated donor programs (best and one-to-one), causal variants and cell state."""
     truth = ctx.truth
     if truth is None:
         return TaskResult([NotRun(MODEL_LEVEL, "the cohort has no ground truth (not simulated)")])
     scores: list[Score | NotRun] = []
     for view, factors in phenotypes.items():
-        results = factor_recovery(true_factors_for(view, truth), factors)
+        targets = true_factors_for(view, truth)
+        results = factor_recovery(targets, factors) + matched_recovery(targets, factors)
         if view in associations:
             results += association_truth(
-                associations[view], truth.causal_variants, truth.null_variants, fdr=ctx.fdr
+                associations[view],
+                truth.causal,
+                truth.null_variants,
+                targets=list(targets.columns),
+                fdr=ctx.fdr,
             )
         scores += [Score(view, result) for result in results]
         for result in results:
             for program, value in result.details.get("per_program", {}).items():
                 scores.append(Score(view, MetricResult(f"{result.name}/{program}", value)))
+    if associations:
+        scores.append(Score(MODEL_LEVEL, power_any_view(associations, truth.causal_variants, fdr=ctx.fdr)))
     for view, embedding in outputs.views.items():
         scores += [
             Score(view, result) for result in cell_state_recovery(truth.cell_state, embedding, seed=ctx.seed)
@@ -292,5 +388,6 @@ register_task(Task("training", task_training))
 register_task(Task("reconstruction", task_reconstruction))
 register_task(Task("probes", task_probes))
 register_task(Task("phenotypes", task_phenotypes, provides="phenotypes"))
+register_task(Task("views", task_views, needs=("phenotypes",)))
 register_task(Task("association", task_association, needs=("phenotypes",), provides="associations"))
 register_task(Task("truth", task_truth, needs=("phenotypes", "associations")))

@@ -1,73 +1,130 @@
-"""Scores against a simulated cohort's ground truth: association power and FDR, factor and state recovery."""
+"""Scores against a simulated cohort's ground truth: association power and FDR, factor and state recovery.
+
+A metric with a data-dependent chance level puts it in ``MetricResult.details["chance"]``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
 
 from multilivi.eval.association import AssociationResult
-from multilivi.eval.fdr import genomic_control_lambda
+from multilivi.eval.fdr import clopper_pearson, genomic_control_lambda
 from multilivi.eval.records import MetricResult, skipped
 
 
 def association_truth(
     result: AssociationResult,
-    causal_variants: Sequence[str],
+    causal: pd.DataFrame,
     null_variants: Sequence[str],
     *,
+    targets: Sequence[str] | None = None,
     fdr: float = 0.05,
 ) -> list[MetricResult]:
-    """Power, empirical FDR and null calibration of a scan at BH level ``fdr``.
-
-    A variant is significant when any of its factor tests has a BH q-value (over all tests)
-    ``<= fdr``.
+    """Power, empirical FDR and null calibration of a scan at BH level ``fdr`` (q-values over all tests).
 
     Parameters
     ----------
     result
         The scan.
-    causal_variants
-        Ids of variants with a planted effect on some donor factor.
+    causal
+        One row per causal (variant, true factor) pair: columns ``variant, factor`` (``Truth.causal``).
     null_variants
-        Ids of variants with no effect.
+        Ids of variants with no effect on any true factor.
+    targets
+        The true factors whose causal variants the scanned factors should find (D x C programs for
+        ``D``, persistent factors for ``V``); None: every causal variant.
 
     Returns
     -------
-    ``power`` (fraction of causal variants significant), ``empirical_fdr`` (fraction of the
-    significant causal-or-null variants that are null; 0 when none is significant) and
-    ``lambda_gc_null`` (genomic-control lambda over the null variants' tests).
+    ``power``: fraction of the targets' causal variants with a significant pair, with
+    ``per_program`` fractions and ``found_by`` (program -> scanned factors with a significant pair
+    on its variants) in details; ``empirical_fdr_pairs`` and ``empirical_fdr``: the fraction of
+    significant pairs, and of significant variants, whose variant is null (a significant variant
+    causal for a non-target factor is not false). Each carries its Clopper-Pearson 95 % interval
+    (``ci_low``, ``ci_high``) and is skipped when there is no causal variant or no discovery.
+    ``lambda_gc_null``: genomic-control lambda over the null variants' tests.
     """
-    index = {v: j for j, v in enumerate(result.variants)}
-    absent = [v for v in (*causal_variants, *null_variants) if v not in index]
+    causal = causal.astype({"variant": str, "factor": str})
+    null = pd.Index(list(map(str, null_variants)))
+    index = pd.Index(result.variants)
+    absent = [v for v in (*causal["variant"].unique(), *null) if v not in index]
     if absent:
         raise ValueError(f"{len(absent)} truth variants are not in the scan, e.g. {absent[:5]}; scan all")
-    significant = set(result.hits(fdr)["variant"])
-    causal, null = set(causal_variants), set(null_variants)
-    details = {"fdr": fdr, "n_causal": len(causal), "n_null": len(null)}
-    found = len(significant & causal)
-    false = len(significant & null)
-    power = (
-        MetricResult("power", found / len(causal), {**details, "n_found": found})
-        if causal
-        else skipped("power", "no causal variants in the truth")
+    hits = result.hits(fdr)
+    hits = hits[hits["variant"].isin(null) | hits["variant"].isin(causal["variant"])]
+    target = causal if targets is None else causal[causal["factor"].isin(list(map(str, targets)))]
+    details = {"fdr": fdr, "n_causal": int(target["variant"].nunique()), "n_null": len(null)}
+    is_null = hits["variant"].isin(null).to_numpy()
+    variants_null = hits.drop_duplicates("variant")["variant"].isin(null).to_numpy()
+    return [
+        _power(hits, target, details),
+        _false_share("empirical_fdr_pairs", int(is_null.sum()), is_null.size, details),
+        _false_share("empirical_fdr", int(variants_null.sum()), variants_null.size, details),
+        _null_lambda(result, index.get_indexer(null), details),
+    ]
+
+
+def _power(hits: pd.DataFrame, target: pd.DataFrame, details: dict) -> MetricResult:
+    """``power`` of significant ``hits`` (factor, variant) over the causal variants of ``target``."""
+    variants = target["variant"].unique()
+    if variants.size == 0:
+        return skipped("power", "no causal variants for the true factors this view should recover")
+    significant = set(hits["variant"])
+    found = sum(v in significant for v in variants)
+    per_program, found_by = {}, {}
+    for program, rows in target.groupby("factor", sort=True):
+        own = rows["variant"].unique()
+        per_program[program] = float(np.mean([v in significant for v in own]))
+        found_by[program] = sorted(set(hits.loc[hits["variant"].isin(own), "factor"]))
+    low, high = clopper_pearson(found, variants.size)
+    extra = {
+        "n_found": found,
+        "ci_low": low,
+        "ci_high": high,
+        "per_program": per_program,
+        "found_by": found_by,
+    }
+    return MetricResult("power", found / variants.size, {**details, **extra})
+
+
+def _false_share(name: str, n_false: int, n_significant: int, details: dict) -> MetricResult:
+    """The false-discovery proportion ``n_false / n_significant`` with its Clopper-Pearson interval."""
+    extra = {"n_false": n_false, "n_significant": n_significant}
+    if n_significant == 0:
+        return MetricResult(name, float("nan"), {**details, **extra}, "skipped", "no discoveries")
+    low, high = clopper_pearson(n_false, n_significant)
+    return MetricResult(name, n_false / n_significant, {**details, **extra, "ci_low": low, "ci_high": high})
+
+
+def _null_lambda(result: AssociationResult, columns: NDArray[np.intp], details: dict) -> MetricResult:
+    """``lambda_gc_null``: genomic control over the tests of the null variants ``columns``."""
+    if columns.size == 0:
+        return skipped("lambda_gc_null", "no null variants in the truth")
+    return MetricResult(
+        "lambda_gc_null", genomic_control_lambda(np.asarray(result.pvalues)[:, columns]), details
     )
-    empirical = MetricResult(
-        "empirical_fdr",
-        false / max(found + false, 1),
-        {**details, "n_false": false, "n_significant": found + false},
-    )
-    columns = [index[v] for v in null_variants]
-    if columns:
-        null_lambda = genomic_control_lambda(np.asarray(result.pvalues)[:, columns])
-        lam = MetricResult("lambda_gc_null", null_lambda, details)
-    else:
-        lam = skipped("lambda_gc_null", "no null variants in the truth")
-    return [power, empirical, lam]
+
+
+def power_any_view(
+    associations: Mapping[str, AssociationResult], causal_variants: Sequence[str], *, fdr: float = 0.05
+) -> MetricResult:
+    """``power_any_view``: fraction of the causal variants significant (BH ``fdr``) in some view's scan."""
+    causal = set(map(str, causal_variants))
+    if not causal or not associations:
+        return skipped("power_any_view", "no causal variants in the truth or no scans")
+    significant = set().union(*(set(r.hits(fdr)["variant"]) for r in associations.values()))
+    found = len(causal & significant)
+    low, high = clopper_pearson(found, len(causal))
+    details = {"fdr": fdr, "n_causal": len(causal), "n_found": found, "ci_low": low, "ci_high": high}
+    return MetricResult("power_any_view", found / len(causal), details)
 
 
 def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -> list[MetricResult]:
@@ -84,27 +141,10 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
     -------
     ``factor_recovery``: mean over programs; per-program values and the matching factor in details.
     """
-    common = true_factors.index.astype(str).intersection(learned_factors.index.astype(str))
-    missing = true_factors.index.astype(str).difference(common)
-    if len(missing):
-        raise ValueError(
-            f"{len(missing)} donors of true_factors have no learned factors, e.g. {list(missing[:5])}; "
-            "index both tables by donor name"
-        )
-    if true_factors.shape[1] == 0:
-        return [
-            skipped("factor_recovery", "the truth has no donor programs (a null cohort): nothing to recover")
-        ]
-    if len(common) < 3 or learned_factors.shape[1] == 0:
-        return [
-            skipped(
-                "factor_recovery",
-                f"{len(common)} donors and {learned_factors.shape[1]} learned "
-                "factors; need at least 3 donors and one factor",
-            )
-        ]
-    truth = true_factors.set_axis(true_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
-    learned = learned_factors.set_axis(learned_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
+    aligned = _aligned(true_factors, learned_factors)
+    if isinstance(aligned, str):
+        return [skipped("factor_recovery", aligned)]
+    truth, learned = aligned
     corr = np.abs(_correlation(truth, learned))  # (programs, factors), NaN for constant columns
     best = np.nanmax(np.where(np.isnan(corr), -np.inf, corr), axis=1)
     best = np.where(np.isinf(best), np.nan, best)
@@ -112,7 +152,7 @@ def factor_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -
     details = {
         "per_program": {str(p): float(b) for p, b in zip(true_factors.columns, best)},
         "best_factor": {str(p): str(learned_factors.columns[m]) for p, m in zip(true_factors.columns, match)},
-        "n_donors": len(common),
+        "n_donors": truth.shape[0],
     }
     return [MetricResult("factor_recovery", float(np.nanmean(best)), details)]
 
@@ -138,6 +178,100 @@ def factor_recovery_chance(
         for _ in range(n_draws)
     ]
     return float(np.quantile(draws, quantile))
+
+
+MATCHED_CHANCE_DRAWS = 200  # random factor sets behind the chance level of matched_recovery
+
+
+def matched_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -> list[MetricResult]:
+    """One-to-one recovery of the true donor programs: Hungarian matching on absolute Pearson r.
+
+    Each true program is matched to a different learned factor so that the sum of ``|r|`` is
+    largest (``scipy.optimize.linear_sum_assignment``); with fewer learned factors than programs,
+    the unmatched programs score 0. The chance level is the mean score of random Gaussian
+    factors on as many donors, programs and factors (:func:`matched_recovery_chance`).
+
+    Parameters
+    ----------
+    true_factors
+        (donors, programs) indexed by donor name.
+    learned_factors
+        (donors, factors) indexed by donor name; rows are matched by name.
+
+    Returns
+    -------
+    ``matched_recovery`` (mean matched ``|r|``; ``per_program``, ``matched_factor``, ``chance`` and
+    its 95 % interval ``chance_low``/``chance_high`` in details), ``matched_recovery_chance`` and
+    ``matched_recovery_corrected`` = ``(score - chance) / (1 - chance)``.
+    """
+    names = ("matched_recovery", "matched_recovery_chance", "matched_recovery_corrected")
+    aligned = _aligned(true_factors, learned_factors)
+    if isinstance(aligned, str):
+        return [skipped(name, aligned) for name in names]
+    truth, learned = aligned
+    corr = np.nan_to_num(np.abs(_correlation(truth, learned)), nan=0.0)  # (programs, factors)
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    per_program = np.zeros(truth.shape[1])
+    per_program[rows] = corr[rows, cols]
+    score = float(per_program.mean())
+    chance, low, high = matched_recovery_chance(truth.shape[0], learned.shape[1], truth.shape[1])
+    programs = [str(c) for c in true_factors.columns]
+    details = {
+        "per_program": dict(zip(programs, per_program.tolist())),
+        "matched_factor": {programs[r]: str(learned_factors.columns[c]) for r, c in zip(rows, cols)},
+        "n_donors": truth.shape[0],
+        "chance": chance,
+        "chance_low": low,
+        "chance_high": high,
+    }
+    chance_details = {"n_donors": truth.shape[0], "chance_low": low, "chance_high": high}
+    return [
+        MetricResult(names[0], score, details),
+        MetricResult(names[1], chance, chance_details),
+        MetricResult(names[2], (score - chance) / (1.0 - chance), {"chance": chance}),
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def matched_recovery_chance(n_donors: int, n_factors: int, n_programs: int) -> tuple[float, float, float]:
+    """Mean, 2.5 % and 97.5 % quantiles of ``matched_recovery`` between random Gaussian tables.
+
+    ``MATCHED_CHANCE_DRAWS`` draws of (n_donors, n_programs) true and (n_donors, n_factors)
+    learned factors, fixed seed; cached per shape.
+    """
+    rng = np.random.default_rng(0)
+    draws = np.empty(MATCHED_CHANCE_DRAWS)
+    for i in range(MATCHED_CHANCE_DRAWS):
+        corr = np.abs(
+            _correlation(
+                rng.standard_normal((n_donors, n_programs)), rng.standard_normal((n_donors, n_factors))
+            )
+        )
+        rows, cols = linear_sum_assignment(corr, maximize=True)
+        draws[i] = corr[rows, cols].sum() / n_programs
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return float(draws.mean()), float(low), float(high)
+
+
+def _aligned(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) -> tuple[NDArray, NDArray] | str:
+    """(donors, programs) and (donors, factors) arrays on the common donors, or why they cannot be scored."""
+    common = true_factors.index.astype(str).intersection(learned_factors.index.astype(str))
+    missing = true_factors.index.astype(str).difference(common)
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} donors of true_factors have no learned factors, e.g. {list(missing[:5])}; "
+            "index both tables by donor name"
+        )
+    if true_factors.shape[1] == 0:
+        return "the truth has no donor programs (a null cohort): nothing to recover"
+    if len(common) < 3 or learned_factors.shape[1] == 0:
+        return (
+            f"{len(common)} donors and {learned_factors.shape[1]} learned "
+            "factors; need at least 3 donors and one factor"
+        )
+    truth = true_factors.set_axis(true_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
+    learned = learned_factors.set_axis(learned_factors.index.astype(str)).loc[common].to_numpy(dtype=float)
+    return truth, learned
 
 
 def cell_state_recovery(

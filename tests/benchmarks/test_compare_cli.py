@@ -172,3 +172,18 @@ def test_gate_on_the_committed_baseline_catches_a_crippled_model(tmp_path, capsy
     assert main([*argv, "--models", "livi:n_latent=2,name=livi", "--out", str(tmp_path / "fail")]) == 1
     err = capsys.readouterr().err
     assert "livi/c/probe_cell_type/accuracy" in err and "is below the gate's bound" in err, err
+
+
+def test_replicates_are_paired_and_reported_with_intervals_and_controls(tmp_path):
+    """Two paired replicates: scores.csv holds both, the report their means, intervals and the verdict."""
+    out = tmp_path / "run"
+    argv = ["--preset", "ci", "--models", "livi", "pca", "--replicates", "2", "--jobs", "1"]
+    assert main([*argv, "--no-umap", "--no-cache", "-q", "--out", str(out)]) == 0
+    scores = read_scores(out / "scores.csv")
+    assert set(scores["replicate"]) == {0, 1}
+    assert {"control-random", "control-truth"} <= set(scores["model"])
+    seeds = json.loads((out / "results.json").read_text())["replicate_seeds"]
+    assert seeds == [0, 1]
+    report = (out / "report.md").read_text()
+    assert "## Verdict" in report and "### pca vs livi" in report and "2 paired replicates" in report
+    assert "Chance level:" in report

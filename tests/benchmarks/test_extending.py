@@ -49,7 +49,8 @@ def toy_metric():
 
 def test_a_registered_metric_reaches_scores_and_report(toy_metric, tmp_path):
     out = tmp_path / "run"
-    argv = ["--preset", "ci", "--models", "pca", "--no-umap", "--no-cache", "--quiet", "--probe-seeds", "2"]
+    argv = ["--preset", "ci", "--models", "pca", "--no-controls", "--no-umap", "--no-cache", "--quiet"]
+    argv += ["--probe-seeds", "2"]
     assert compare.main([*argv, "--out", str(out)]) == 0
     scores = read_scores(out / "scores.csv")
     toy = scores.loc[scores["task"] == "toy"]

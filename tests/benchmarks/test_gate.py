@@ -257,3 +257,24 @@ def test_unreadable_baselines_name_the_fix(tmp_path, baseline):
         gate.read_baseline(tmp_path / "old.json")
     with pytest.raises(FileNotFoundError, match="--update-baseline"):
         gate.read_baseline(tmp_path / "absent.json")
+
+
+def test_replicated_runs_are_checked_as_a_mean_with_the_bound_of_a_mean(baseline):
+    entry = _entries(baseline)[("livi", "probe_cell_type", "accuracy")]
+    three = gate.for_replicates(entry, baseline, 3)
+    assert entry["low"] < three["low"] < entry["mean"], "the mean of 3 runs varies less than one run"
+    replicated = pd.concat([_scores(seed).assign(replicate=r) for r, seed in enumerate((0, 1, 2))])
+    assert gate.check_against(replicated, baseline, models=MODELS) == []
+    livi_accuracy = replicated.query("model == 'livi' and task == 'probe_cell_type'")["value"]
+    drop = (
+        three["low"] + entry["low"]
+    ) / 2 - livi_accuracy.mean()  # inside one run's band, beyond the mean's
+    shifted = pd.concat(
+        [_scores(s, accuracy_shift=drop).assign(replicate=r) for r, s in enumerate((0, 1, 2))]
+    )
+    names = {f"{v.model}/{v.metric}" for v in gate.check_against(shifted, baseline, models=MODELS)}
+    assert "livi/accuracy" in names
+    single = _scores(0, accuracy_shift=(three["low"] + entry["low"]) / 2 - livi_accuracy.iloc[0])
+    assert "livi/accuracy" not in {
+        f"{v.model}/{v.metric}" for v in gate.check_against(single, baseline, models=MODELS)
+    }

@@ -1,4 +1,4 @@
-"""Association scan: batched engine against glimix-core, direct GLS, least squares and calibration."""
+"""Association scan: engines against glimix-core (LRT), direct GLS, the exact t-test and calibration."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from numpy_sugar.linalg import economic_qs
 from scipy import special, stats
 
 from multilivi.data.genetics import standardised_genotypes
-from multilivi.eval.association import fit_null, lmm_scan, rank_inverse_normal
+from multilivi.eval.association import fit_null, lmm_scan, permuted_null_scan, rank_inverse_normal
 from multilivi.eval.lmm import GLIMIX_MIN_DELTA, scan_rotated
 
 
@@ -66,6 +66,7 @@ def glimix(data):
         kinship=kinship,
         covariates=covariates,
         engine="glimix",
+        test="lrt",
     )
 
 
@@ -101,15 +102,19 @@ def test_scan_matches_glimix_given_the_same_delta(data, glimix):
     phenotypes, dosage, donors, variants, kinship, covariates = data
     null = fit_null(phenotypes.to_numpy(), design(data), kinship, delta=glimix.delta)
     g_std, keep, sd = standardised_genotypes(dosage, return_sd=True)
-    pvalues, alpha, se = scan_rotated(null, null.rotation @ g_std)
+    pvalues, alpha, se = scan_rotated(null, null.rotation @ g_std, test="lrt")
     ours, theirs = np.log10(pvalues), np.log10(glimix.pvalues[:, keep])
     assert np.all(np.abs(ours - theirs) <= 1e-6 * np.maximum(1.0, np.abs(theirs)))
     np.testing.assert_allclose(alpha / sd, glimix.beta[:, keep], rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(se / sd, glimix.se[:, keep], rtol=1e-7)
 
 
-def direct_gls(y, x, g, kinship, delta):
-    """p-value, effect and SE of ``g`` by explicit solves with Sigma = s ((1 - delta) K + delta I)."""
+def direct_gls(y, x, g, kinship, delta, test="wald"):
+    """p-value, effect and SE of ``g`` by explicit solves with Sigma = s ((1 - delta) K + delta I).
+
+    The SE is on the conventional scale r1 / (n - p - 1); the p-value is the t-test's (``wald``) or
+    the likelihood ratio's against chi-square(1) (``lrt``).
+    """
     n = len(y)
     sigma = (1 - delta) * kinship + delta * np.eye(n)
     sigma_inv = np.linalg.inv(sigma)
@@ -122,9 +127,11 @@ def direct_gls(y, x, g, kinship, delta):
 
     _, r0, _ = fit(x)
     coef, r1, gram = fit(np.column_stack([x, g]))
-    scale = r1 / n  # ML scale of the alternative
-    se = np.sqrt(scale * np.linalg.inv(gram)[-1, -1])
-    return stats.chi2.sf(n * np.log(r0 / r1), 1), coef[-1], se
+    df = n - gram.shape[0]
+    se = np.sqrt(r1 / df * np.linalg.inv(gram)[-1, -1])
+    if test == "lrt":
+        return stats.chi2.sf(n * np.log(r0 / r1), 1), coef[-1], se
+    return 2 * stats.t.sf(abs(coef[-1] / se), df), coef[-1], se
 
 
 @pytest.mark.parametrize("engine", ["batched", "glimix"])
@@ -141,42 +148,95 @@ def test_effect_sizes_and_standard_errors_match_direct_gls(data, glimix, engine)
     for f in (0, 3):
         for j in (0, 7, 50, 299):
             p, beta, se = direct_gls(
-                phenotypes.iloc[:, f].to_numpy(), design(data), imputed[:, j], kinship, result.delta[f]
+                phenotypes.iloc[:, f].to_numpy(),
+                design(data),
+                imputed[:, j],
+                kinship,
+                result.delta[f],
+                result.test,
             )
             np.testing.assert_allclose([result.beta[f, j], result.se[f, j]], [beta, se], rtol=1e-8)
             np.testing.assert_allclose(np.log10(result.pvalues[f, j]), np.log10(p), rtol=1e-8, atol=1e-8)
 
 
-def test_ols_engine_matches_least_squares(data):
+def t_test(y, x, g):
+    """Least-squares slope of ``g``, its SE, t-test p-value and residual sum of squares."""
+    e = np.column_stack([x, g])
+    coef, rss = np.linalg.lstsq(e, y, rcond=None)[:2]
+    df = len(y) - np.linalg.matrix_rank(e)
+    se = np.sqrt(rss[0] / df * np.linalg.inv(e.T @ e)[-1, -1])
+    return coef[-1], se, 2 * stats.t.sf(abs(coef[-1] / se), df), rss[0]
+
+
+def test_ols_engine_is_the_exact_t_test(data):
+    """statsmodels OLS's numbers (not installed here): numpy least squares and scipy.stats.t."""
     phenotypes, dosage, donors, variants, kinship, covariates = data
-    result = lmm_scan(
-        phenotypes, dosage, donors=donors, variant_ids=variants, covariates=covariates, engine="ols"
-    )
-    x, n = design(data), len(donors)
+    rng = np.random.default_rng(4)
+    wide = covariates.assign(**{f"c{i}": rng.normal(size=len(donors)) for i in range(8)})
+    args = dict(donors=donors, variant_ids=variants, covariates=wide, engine="ols")
+    result = lmm_scan(phenotypes, dosage, **args)
+    lrt = lmm_scan(phenotypes, dosage, test="lrt", **args)
+    x, n = np.column_stack([np.ones(len(donors)), wide.to_numpy()]), len(donors)
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
-    y = phenotypes.iloc[:, 2].to_numpy()
-    r0 = np.linalg.lstsq(x, y, rcond=None)[1][0]
-    for j in (1, 100, 250):
-        e = np.column_stack([x, imputed[:, j]])
-        coef, r1 = np.linalg.lstsq(e, y, rcond=None)[:2]
-        se = np.sqrt(r1[0] / n * np.linalg.inv(e.T @ e)[-1, -1])
-        assert result.pvalues[2, j] == pytest.approx(stats.chi2.sf(n * np.log(r0 / r1[0]), 1), rel=1e-9)
-        assert result.beta[2, j] == pytest.approx(coef[-1], rel=1e-9)
-        assert result.se[2, j] == pytest.approx(se, rel=1e-9)
-    assert np.all(result.delta == 1.0)
+    for f in (0, 2, 5):
+        y = phenotypes.iloc[:, f].to_numpy()
+        r0 = np.linalg.lstsq(x, y, rcond=None)[1][0]
+        for j in (1, 100, 250, 299):
+            beta, se, p, r1 = t_test(y, x, imputed[:, j])
+            ours = [result.pvalues[f, j], result.beta[f, j], result.se[f, j]]
+            np.testing.assert_allclose(ours, [p, beta, se], rtol=1e-10)
+            assert lrt.pvalues[f, j] == pytest.approx(stats.chi2.sf(n * np.log(r0 / r1), 1), rel=1e-9)
+    np.testing.assert_array_equal(lrt.beta, result.beta)  # effects and SEs do not depend on the test
+    np.testing.assert_array_equal(lrt.se, result.se)
+    assert np.all(result.delta == 1.0) and result.test == "wald" and lrt.test == "lrt"
 
 
-def test_ols_intercept_only_slope_equals_linregress(data):
+def test_ols_intercept_only_equals_linregress(data):
     phenotypes, dosage, donors, variants, kinship, covariates = data
     imputed = np.where(np.isnan(dosage), np.nanmean(dosage, axis=0), dosage)
     result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, engine="ols")
+    lrt = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, engine="ols", test="lrt")
+    n = len(donors)
     for j in (3, 30):
         fit = stats.linregress(imputed[:, j], phenotypes.iloc[:, 1].to_numpy())
-        assert result.beta[1, j] == pytest.approx(fit.slope, rel=1e-9)
+        assert result.beta[1, j] == pytest.approx(fit.slope, rel=1e-10)
+        assert result.se[1, j] == pytest.approx(fit.stderr, rel=1e-10)
+        assert result.pvalues[1, j] == pytest.approx(fit.pvalue, rel=1e-10)
         # the LRT is a monotone function of the t statistic: n log(1 + t^2 / (n - 2))
-        n = len(donors)
         stat = n * np.log1p((fit.slope / fit.stderr) ** 2 / (n - 2))
-        assert result.pvalues[1, j] == pytest.approx(stats.chi2.sf(stat, 1), rel=1e-9)
+        assert lrt.pvalues[1, j] == pytest.approx(stats.chi2.sf(stat, 1), rel=1e-9)
+
+
+def test_wald_test_without_kinship_variance_equals_the_t_test(data):
+    """Kinship = identity makes the covariance delta-free: the LMM Wald test is then the OLS t-test."""
+    phenotypes, dosage, donors, variants, kinship, covariates = data
+    args = dict(donors=donors, variant_ids=variants, covariates=covariates)
+    ols = lmm_scan(phenotypes, dosage, engine="ols", **args)
+    for engine in ("batched", "glimix"):
+        lmm = lmm_scan(phenotypes.iloc[:, :2], dosage, kinship=np.eye(len(donors)), engine=engine, **args)
+        np.testing.assert_allclose(lmm.pvalues, ols.pvalues[:2], rtol=1e-10 if engine == "batched" else 1e-6)
+        np.testing.assert_allclose(lmm.se, ols.se[:2], rtol=1e-10 if engine == "batched" else 1e-6)
+    null = fit_null(phenotypes.to_numpy(), design(data), kinship, delta=np.ones(phenotypes.shape[1]))
+    g_std, keep, _ = standardised_genotypes(dosage, return_sd=True)
+    pvalues = scan_rotated(null, null.rotation @ g_std)[0]  # the kinship at delta = 1
+    np.testing.assert_allclose(pvalues, ols.pvalues[:, keep], rtol=1e-10)
+    with pytest.raises(ValueError, match="unknown test"):
+        lmm_scan(phenotypes, dosage, engine="ols", test="score", **args)
+
+
+def test_permuted_null_scan_moves_genotypes_with_their_kinship(data):
+    """Permuting genotype rows and kinship together equals giving the phenotypes to permuted donors."""
+    phenotypes, dosage, donors, variants, kinship, covariates = data
+    args = dict(donors=donors, variant_ids=variants, kinship=kinship)
+    null = permuted_null_scan(phenotypes, dosage, seed=7, covariates=covariates, **args)
+    order = np.random.default_rng(7).permutation(len(donors))
+    relabelled = np.asarray(donors)[order]
+    by_hand = lmm_scan(
+        phenotypes.set_axis(relabelled), dosage, covariates=covariates.set_axis(relabelled), **args
+    )
+    np.testing.assert_allclose(null.pvalues, by_hand.pvalues, rtol=1e-8)
+    assert 0.8 < null.lambda_gc() < 1.25
+    assert not np.allclose(null.pvalues, lmm_scan(phenotypes, dosage, covariates=covariates, **args).pvalues)
 
 
 def test_null_calibration_with_population_structure():

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from multilivi.eval.fdr import benjamini_hochberg, bh_hits, genomic_control_lambda, qq_plot, storey_qvalues
+from multilivi.eval.fdr import (
+    benjamini_hochberg,
+    bh_hits,
+    clopper_pearson,
+    genomic_control_lambda,
+    qq_plot,
+    storey_qvalues,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +72,11 @@ def test_qq_plot_draws_one_series_per_model(pvalues):
     ax = fig.axes[0]
     assert len(ax.collections) == 2
     assert [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()] == ["livi", "pca"]
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (7, 1000)])
+def test_clopper_pearson_equals_scipy_exact_interval(k, n):
+    expected = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    np.testing.assert_allclose(clopper_pearson(k, n), [expected.low, expected.high], rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError):
+        clopper_pearson(1, 0)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from multilivi.eval.association import lmm_scan
+from multilivi.eval.association import lmm_scan, permuted_null_scan, permuted_null_summary
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates
 from multilivi.eval.metrics import lookup
 from multilivi.eval.phenotypes import donor_means
@@ -22,6 +22,9 @@ from multilivi.eval.truth import (
     cell_state_recovery,
     factor_recovery,
     factor_recovery_chance,
+    matched_recovery,
+    matched_recovery_chance,
+    power_any_view,
 )
 
 
@@ -93,23 +96,91 @@ def test_factor_recovery_on_a_null_truth_is_skipped_with_a_reason():
     assert result.status == "skipped" and "no donor programs" in result.reason
 
 
-def test_association_truth_power_fdr_and_null_lambda():
-    rng = np.random.default_rng(2)
-    n, n_variants = 150, 400
+def planted_scan(n=150, n_variants=400, seed=2):
+    """OLS scan of 3 factors; v0, v1 act on D0, v2 on D1 (D programs p0, p1), v3 on D2 (persistent q0)."""
+    rng = np.random.default_rng(seed)
     dosage = rng.binomial(2, rng.uniform(0.1, 0.5, n_variants), size=(n, n_variants)).astype(float)
     donors = [f"d{i}" for i in range(n)]
     variants = [f"v{i}" for i in range(n_variants)]
     y = rng.normal(size=(n, 3))
-    causal = ["v0", "v1", "v2", "v3"]
     for j, f in zip(range(4), (0, 0, 1, 2)):
         y[:, f] += 0.7 * (dosage[:, j] - dosage[:, j].mean()) / dosage[:, j].std()
     phenotypes = pd.DataFrame(y, index=donors, columns=["D0", "D1", "D2"])
-    result = lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, engine="ols")
-    scores = {m.name: m for m in association_truth(result, causal, variants[4:])}
-    assert scores["power"].value == 1.0
-    hits = set(result.hits()["variant"])
-    assert scores["empirical_fdr"].value == pytest.approx(len(hits - set(causal)) / len(hits))
+    causal = pd.DataFrame({"variant": ["v0", "v1", "v2", "v3"], "factor": ["p0", "p0", "p1", "q0"]})
+    return (
+        lmm_scan(phenotypes, dosage, donors=donors, variant_ids=variants, engine="ols"),
+        causal,
+        variants[4:],
+    )
+
+
+def test_association_truth_power_per_target_and_program_fdr_with_intervals():
+    result, causal, null = planted_scan()
+    scores = {m.name: m for m in association_truth(result, causal, null)}
+    assert scores["power"].value == 1.0 and scores["power"].details["n_causal"] == 4
+    assert scores["power"].details["found_by"] == {"p0": ["D0"], "p1": ["D1"], "q0": ["D2"]}
+    hits = result.hits()
+    null_pairs = hits["variant"].isin(null).sum()
+    assert scores["empirical_fdr_pairs"].value == pytest.approx(null_pairs / len(hits))
+    variants = set(hits["variant"])
+    assert scores["empirical_fdr"].value == pytest.approx(
+        len(variants - set(causal["variant"])) / len(variants)
+    )
+    for name in ("power", "empirical_fdr", "empirical_fdr_pairs"):
+        details = scores[name].details
+        assert 0.0 <= details["ci_low"] <= scores[name].value <= details["ci_high"] <= 1.0
     assert 0.8 < scores["lambda_gc_null"].value < 1.2
+    # D's targets are the D x C programs: the persistent factor's variant v3 is neither power nor a false hit
+    d_scores = {m.name: m for m in association_truth(result, causal, null, targets=["p0", "p1"])}
+    assert d_scores["power"].details["n_causal"] == 3
+    assert d_scores["power"].details["per_program"] == {"p0": 1.0, "p1": 1.0}
+    assert d_scores["empirical_fdr"].value == scores["empirical_fdr"].value
+    assert lookup("truth", "power/p0").name == "power"
+
+
+def test_association_truth_without_discoveries_is_not_a_perfect_fdr():
+    result, causal, null = planted_scan(n=20, n_variants=30, seed=0)
+    result.pvalues[:] = 0.5  # nothing significant
+    scores = {m.name: m for m in association_truth(result, causal, null, targets=["q0"])}
+    for name in ("empirical_fdr", "empirical_fdr_pairs"):
+        assert scores[name].status == "skipped" and scores[name].reason == "no discoveries"
+    assert scores["power"].value == 0.0 and scores["power"].details["per_program"] == {"q0": 0.0}
+    (skipped_power, *_) = association_truth(result, causal, null, targets=["absent"])
+    assert skipped_power.status == "skipped"
+
+
+def test_power_any_view_is_the_union_of_the_views():
+    result, causal, null = planted_scan()
+    both = power_any_view({"D": result, "V": result}, causal["variant"])
+    assert both.value == 1.0 and both.details["ci_high"] == 1.0
+    assert lookup("truth", "power_any_view").level == "model"
+
+
+def test_matched_recovery_is_one_to_one_and_beside_its_chance_level():
+    rng = np.random.default_rng(0)
+    donors = [f"d{i}" for i in range(40)]
+    truth = pd.DataFrame(rng.normal(size=(40, 3)), index=donors, columns=["p0", "p1", "p2"])
+    exact = {m.name: m for m in matched_recovery(truth, truth.set_axis(["a", "b", "c"], axis=1).iloc[::-1])}
+    assert exact["matched_recovery"].value == pytest.approx(1.0)
+    assert exact["matched_recovery_corrected"].value == pytest.approx(1.0)
+    assert exact["matched_recovery"].details["matched_factor"] == {"p0": "a", "p1": "b", "p2": "c"}
+    # one learned factor copying p0 twice: best |r| counts it twice, the one-to-one matching once
+    twice = pd.DataFrame({"f0": truth["p0"], "f1": truth["p0"], "f2": rng.normal(size=40)}, index=donors)
+    assert factor_recovery(truth, twice)[0].details["per_program"]["p0"] == pytest.approx(1.0)
+    matched = {m.name: m for m in matched_recovery(truth, twice)}
+    assert sorted(matched["matched_recovery"].details["per_program"].values())[-1] == pytest.approx(1.0)
+    assert matched["matched_recovery"].value < 0.8
+    random = {
+        m.name: m for m in matched_recovery(truth, pd.DataFrame(rng.normal(size=(40, 8)), index=donors))
+    }
+    chance = random["matched_recovery"].details
+    assert chance["chance_low"] <= random["matched_recovery"].value <= chance["chance_high"]
+    assert chance["chance"] == random["matched_recovery_chance"].value == matched_recovery_chance(40, 8, 3)[0]
+    assert abs(random["matched_recovery_corrected"].value) < 0.5
+    assert matched_recovery_chance(40, 8, 3) is matched_recovery_chance(40, 8, 3)  # cached
+    assert matched_recovery_chance(40, 24, 3)[0] > matched_recovery_chance(40, 2, 3)[0]
+    few = {m.name: m for m in matched_recovery(truth, truth[["p1"]])}  # unmatched programs score 0
+    assert few["matched_recovery"].value == pytest.approx(1.0 / 3)
 
 
 def test_umap_grid_has_one_panel_per_view():
@@ -151,13 +222,25 @@ def test_simulator_true_donor_factors_are_found():
         variant_ids=list(genotypes.variants["id"]),
         kinship=cohort.kinship.loc[donors, donors].to_numpy(),
     )
-    scores = {
-        m.name: m.value
-        for m in association_truth(
-            result, [str(v) for v in truth.causal_variants], [str(v) for v in truth.null_variants]
-        )
-    }
+    scores = {m.name: m.value for m in association_truth(result, truth.causal, truth.null_variants)}
     assert scores["power"] >= 0.9
+    # the acceptance of issue 14 on the default cohort: recovery beside chance, and the in-run null
+    true_recovery = matched_recovery(phenotypes, phenotypes)
+    assert true_recovery[0].value == pytest.approx(1.0)
+    random = pd.DataFrame(np.random.default_rng(1).normal(size=phenotypes.shape), index=phenotypes.index)
+    (recovery, *_) = matched_recovery(phenotypes, random)
+    assert recovery.details["chance_low"] <= recovery.value <= recovery.details["chance_high"]
+    null = permuted_null_scan(
+        phenotypes,
+        genotypes.dosage,
+        donors=donors,
+        variant_ids=list(genotypes.variants["id"]),
+        kinship=cohort.kinship.loc[donors, donors].to_numpy(),
+        seed=0,
+    )
+    hits, null_lambda = permuted_null_summary(null)
+    assert hits.value <= 1  # a complete null: BH at 5 % makes any discovery a 5 % event
+    assert 0.85 <= null_lambda.value <= 1.15
     assert 0.85 <= scores["lambda_gc_null"] <= 1.15
 
 

@@ -12,7 +12,9 @@ Every metric stands beside the baseline model (by default the run's LIVI model):
 arrows. Headers, directions and counts come from the metric registry (:mod:`multilivi.eval.metrics`).
 """
 
+from multilivi.eval.report import interpretation as _interpretation  # noqa: F401  (programs, hits)
 from multilivi.eval.report import sections as _builtin_sections  # noqa: F401  (registers the sections)
+from multilivi.eval.report import verdict as _verdict  # noqa: F401  (the answer first)
 from multilivi.eval.report.baseline import DOWN, SAME, UP, arrow, choose_baseline, compare_to_baseline
 from multilivi.eval.report.blocks import Block, Bullets, Cell, FigureRef, Heading, Paragraph, Table
 from multilivi.eval.report.formatting import format_number, format_value

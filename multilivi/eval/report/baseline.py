@@ -16,8 +16,18 @@ import pandas as pd
 
 from multilivi.eval.figures import check_scores
 from multilivi.eval.metrics import Metric, find
+from multilivi.eval.replicates import (
+    BETTER,
+    WORSE,
+    n_replicates,
+    paired_difference,
+    replicate_values,
+    summarise,
+)
+from multilivi.eval.replicates import SAME as NO_CHANGE
 
-UP, DOWN, SAME = "▲", "▼", "="
+UP, DOWN, SAME, NO_DIFFERENCE = "▲", "▼", "=", "≈"
+_VERDICT_ARROWS = {BETTER: UP, WORSE: DOWN, NO_CHANGE: NO_DIFFERENCE}
 EQUAL_TOLERANCE = 1e-12
 LIVI_FAMILY = "livi"
 
@@ -76,6 +86,8 @@ class _Comparison(NamedTuple):
     baseline: float
     diff: float
     arrow: str
+    diff_low: float = math.nan
+    diff_high: float = math.nan
 
 
 def _level_views(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -88,50 +100,77 @@ def _level_views(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
     return first
 
 
-def _compare(
-    r: Any,
-    baseline: str | None,
-    values: Mapping[tuple[str, str, str], float],
-    level_views: Mapping[tuple[str, str], str],
-) -> _Comparison:
-    none = _Comparison("", math.nan, math.nan, "")
-    if baseline is None or r.model == baseline:
-        return none
+def _baseline_view(
+    r: Any, values: Mapping[tuple[str, str, str], float], level_views: Mapping[tuple[str, str], str]
+) -> str | None:
+    """The baseline's view a row is compared with: the same view, else its first of the same level."""
+    if (r.task, r.metric, r.view) in values:
+        return r.view
     metric = find(r.task, r.metric)
-    view = r.view
-    if (r.task, r.metric, view) not in values:
-        view = level_views.get((r.task, metric.level), "") if metric is not None else ""
-        if (r.task, r.metric, view) not in values:
-            return none
-    base = values[(r.task, r.metric, view)]
-    value = float(r.value)
+    view = level_views.get((r.task, metric.level), "") if metric is not None else ""
+    return view if (r.task, r.metric, view) in values else None
+
+
+def _compare(r: Any, baseline: str | None, context: _Context) -> _Comparison:
+    if baseline is None or r.model == baseline:
+        return _Comparison("", math.nan, math.nan, "")
+    view = _baseline_view(r, context.values, context.level_views)
+    if view is None:
+        return _Comparison("", math.nan, math.nan, "")
+    metric = find(r.task, r.metric)
+    base, value = context.values[(r.task, r.metric, view)], float(r.value)
+    if context.replicated is None:
+        return _Comparison(
+            view, base, value - base, arrow(value, base, metric, higher_is_better=bool(r.higher_is_better))
+        )
+    paired = paired_difference(
+        context.replicated.get((r.model, r.view, r.task, r.metric), {}),
+        context.replicated.get((baseline, view, r.task, r.metric), {}),
+        metric,
+        bool(r.higher_is_better),
+    )
+    shown = (
+        "" if metric is not None and not metric.compared else _VERDICT_ARROWS.get(str(paired["verdict"]), "")
+    )
     return _Comparison(
-        view, base, value - base, arrow(value, base, metric, higher_is_better=bool(r.higher_is_better))
+        view, base, float(paired["diff"]), shown, float(paired["diff_low"]), float(paired["diff_high"])
     )
 
 
+class _Context(NamedTuple):
+    values: Mapping[tuple[str, str, str], float]  # the baseline's (task, metric, view) → mean value
+    level_views: Mapping[tuple[str, str], str]
+    replicated: Mapping[tuple[str, str, str, str], Mapping[int, float]] | None  # None: one replicate
+
+
 def compare_to_baseline(scores: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """The ``ok`` rows of ``scores`` with the baseline's value, the difference and an arrow.
+    """The ``ok`` rows of ``scores`` (means over replicates) beside the baseline's: difference and arrow.
 
     The baseline of a row is the ``ok`` row of model ``baseline`` with the same task and metric on
     the same view when it has that view; otherwise on the baseline's first view of the metric's
     ``level`` in that task (for LIVI: its cell state ``c`` for cell-level metrics, its donor
     factors ``D`` for donor-level ones). Undeclared metrics are compared on the same view only.
+    With one replicate the arrow compares the two values; with several, the difference is the mean
+    paired difference over replicates, with its 95 % interval, and the arrow is ``▲``/``▼`` only when
+    the interval of the gain excludes 0 (:func:`multilivi.eval.replicates.paired_difference`), else ``≈``.
 
     Returns
     -------
-    A copy of the ``ok`` rows with added columns ``baseline_view`` (str, '' when none),
-    ``baseline`` (float, NaN when none), ``diff`` (value − baseline) and ``arrow``
-    (``▲``/``▼``/``=``, '' when there is no baseline, the row is the baseline itself, or the
-    metric is declared ``compared=False``).
+    A copy of the ``ok`` rows of :func:`~multilivi.eval.replicates.summarise` with added columns
+    ``baseline_view`` (str, '' when none), ``baseline`` (float, NaN when none), ``diff`` (value −
+    baseline), ``diff_low``/``diff_high`` (its interval; NaN with one replicate) and ``arrow``
+    ('' when there is no baseline, the row is the baseline itself, or the metric is declared
+    ``compared=False``).
     """
     check_scores(scores)
-    ok = scores.loc[scores["status"] == "ok"].copy()
+    summary = summarise(scores)
+    ok = summary.loc[summary["status"] == "ok"].copy()
     ok["view"] = ok["view"].astype(str)
     rows = ok.loc[ok["model"] == baseline]
     values = {(r.task, r.metric, r.view): float(r.value) for r in rows.itertuples(index=False)}
-    level_views = _level_views(rows)
-    compared = [_compare(r, baseline, values, level_views) for r in ok.itertuples(index=False)]
+    replicated = replicate_values(scores) if n_replicates(scores) > 1 else None
+    context = _Context(values, _level_views(rows), replicated)
+    compared = [_compare(r, baseline, context) for r in ok.itertuples(index=False)]
     extra = pd.DataFrame(compared, columns=list(_Comparison._fields), index=ok.index)
     for column in _Comparison._fields:
         ok[column] = extra[column].astype(str if column in ("baseline_view", "arrow") else float)

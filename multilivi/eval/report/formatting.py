@@ -42,6 +42,12 @@ def format_value(value: float, sd: float, *, count: bool = False) -> str:
     return text
 
 
+def format_interval(value: float, low: float, high: float, *, signed: bool = False) -> str:
+    """``value [low, high]``: a mean over replicates and its 95 % interval (``signed`` for differences)."""
+    shown = [format_number(x, signed=signed) for x in (value, low, high)]
+    return f"{shown[0]} [{shown[1]}, {shown[2]}]"
+
+
 def format_percent(fraction: float) -> str:
     """A fraction as a percentage for captions: 0.05 → ``"5 %"``."""
     return f"{fraction * 100:g} %"

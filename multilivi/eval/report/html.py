@@ -34,7 +34,11 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { font-size: 12px; color: #57606a; }
 code { background: #f1f3f5; padding: 0 .25em; border-radius: 3px; font-size: 90%; }
 ul { margin: .3em 0; }
+p, li, figcaption { overflow-wrap: anywhere; }
+.table-scroll { max-width: 100%; overflow-x: auto; margin: .5em 0 .3em; }
+.table-scroll > table { margin: 0; }
 """
+TABLE_WRAPPER = "table-scroll"  # every table sits in a box that scrolls sideways instead of widening the page
 _ARROW_CLASS = {UP: "up", DOWN: "down", SAME: "same"}
 
 
@@ -79,7 +83,8 @@ def _table(block: Table) -> list[str]:
         for h, n in zip(block.header, numeric)
     )
     rows = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in block.rows)
-    out = [f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"]
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    out = [f'<div class="{TABLE_WRAPPER}">{table}</div>']
     if block.caption:
         out.append(f'<p class="caption">{_inline(block.caption)}</p>')
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from multilivi.eval.replicates import summarise
 from multilivi.eval.report.baseline import compare_to_baseline
 from multilivi.eval.report.blocks import Block, FigureRef
 from multilivi.eval.report.tables import Tables
@@ -45,6 +46,8 @@ class ReportInputs:
     cmp: pd.DataFrame
     tables: Tables
     figures: dict[str, Figure] = field(default_factory=dict)
+    replicates: pd.DataFrame | None = None  # every replicate's rows (``scores`` holds their means)
+    artefacts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # model → its task artefacts
 
     @classmethod
     def build(
@@ -56,10 +59,15 @@ class ReportInputs:
         baseline: str | None,
         fdr: float,
     ) -> ReportInputs:
-        """The inputs of a report comparing every score with model ``baseline`` (None: no comparison)."""
+        """The inputs of a report comparing every score with model ``baseline`` (None: no comparison).
+
+        ``scores`` may hold several replicates; sections and figures read their means
+        (:func:`~multilivi.eval.replicates.summarise`), the comparison pairs the replicates.
+        """
         cmp = compare_to_baseline(scores, baseline)
-        tables = Tables(cmp, scores, baseline)
-        return cls(scores, meta, dict(extra_figures), baseline, fdr, cmp, tables)
+        summary = summarise(scores)
+        tables = Tables(cmp, summary, baseline)
+        return cls(summary, meta, dict(extra_figures), baseline, fdr, cmp, tables, replicates=scores)
 
     @property
     def has_baseline(self) -> bool:
@@ -87,12 +95,17 @@ SectionFn = Callable[[ReportInputs], list[Block]]
 
 @dataclass(frozen=True)
 class Section:
-    """A report section: its name, its function, the tasks and harness-figure prefixes it shows."""
+    """A report section: its name, its function, the tasks and harness-figure prefixes it shows.
+
+    ``after`` / ``before`` name the section it is placed next to (None: in registration order).
+    """
 
     name: str
     build: SectionFn
     tasks: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
+    after: str | None = None
+    before: str | None = None
 
 
 _SECTIONS: list[Section] = []
@@ -107,20 +120,17 @@ def register_section(
     after: str | None = None,
     before: str | None = None,
 ) -> Section:
-    """Add a section: after section ``after``, before section ``before``, or at the end."""
+    """Add a section: after section ``after``, before section ``before``, or at the end.
+
+    The anchor may be registered later (modules import in any order); the order is resolved
+    when the report is built, and an anchor that never appears is a ValueError then.
+    """
     if any(s.name == name for s in _SECTIONS):
         raise ValueError(f"report section {name!r} is registered twice; unregister_section it first")
-    names = [s.name for s in _SECTIONS]
-    for anchor in (after, before):
-        if anchor is not None and anchor not in names:
-            raise ValueError(f"no report section {anchor!r}; sections are {names}")
-    position = len(_SECTIONS)
-    if after is not None:
-        position = names.index(after) + 1
-    elif before is not None:
-        position = names.index(before)
-    section = Section(name, build, tuple(tasks), tuple(figures))
-    _SECTIONS.insert(position, section)
+    if after is not None and before is not None:
+        raise ValueError(f"section {name!r}: pass after= or before=, not both")
+    section = Section(name, build, tuple(tasks), tuple(figures), after, before)
+    _SECTIONS.append(section)
     return section
 
 
@@ -130,8 +140,23 @@ def unregister_section(name: str) -> None:
 
 
 def registered_sections() -> list[Section]:
-    """The registered sections, in report order."""
-    return list(_SECTIONS)
+    """The registered sections in report order: anchored ones next to their anchors."""
+    order = [s for s in _SECTIONS if s.after is None and s.before is None]
+    pending = [s for s in _SECTIONS if s not in order]
+    while pending:
+        names = [s.name for s in order]
+        placeable = next((s for s in pending if (s.after or s.before) in names), None)
+        if placeable is None:
+            missing = sorted({s.after or s.before for s in pending})
+            raise ValueError(f"no report section {missing[0]!r}; sections are {names}")
+        anchor = names.index(placeable.after or placeable.before)
+        if placeable.after is not None:  # after the anchor and the sections already placed after it
+            while anchor + 1 < len(order) and order[anchor + 1].after == placeable.after:
+                anchor += 1
+            anchor += 1
+        order.insert(anchor, placeable)
+        pending.remove(placeable)
+    return order
 
 
 def claimed_tasks() -> set[str]:

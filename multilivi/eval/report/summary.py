@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from multilivi.eval.figures import model_order
 from multilivi.eval.metrics import find
 from multilivi.eval.report.baseline import is_livi
@@ -47,7 +49,19 @@ def _intro(inputs: ReportInputs) -> str:
     return (
         f"Each value is shown beside the {lead} (model `{base}`) as Δ = value − {minus} with ▲ better, "
         "▼ worse, = equal; λ is better the closer it is to 1. "
-        f"{rule}. Probe values are mean ± sd over probe seeds."
+        f"{rule}. {_spread(inputs)}"
+    )
+
+
+def _spread(inputs: ReportInputs) -> str:
+    """How to read the ± or the intervals of the values."""
+    replicates = inputs.replicates
+    n = int(replicates["replicate"].nunique()) if replicates is not None and len(replicates) else 1
+    if n < 2:
+        return "Probe values are mean ± sd over probe seeds (one training run per model: Δ is not tested)."
+    return (
+        f"Values are means over {n} paired training replicates with their 95 % interval in brackets; Δ is "
+        "the mean paired difference with its interval, ▲/▼ only when that interval excludes 0, ≈ otherwise."
     )
 
 
@@ -105,6 +119,30 @@ def _run_line(meta: Mapping[str, Any]) -> list[Block]:
             Paragraph(f"Command: `{' '.join(map(str, argv)) if not isinstance(argv, str) else argv}`")
         )
     return blocks
+
+
+def _tests_per_view(scores: pd.DataFrame) -> dict[str, int]:
+    """``model · view`` → number of association tests, from the ``association/n_tests`` rows."""
+    rows = scores.loc[
+        (scores["task"] == "association") & (scores["metric"] == "n_tests") & (scores["status"] == "ok")
+    ]
+    return {f"{m} · {v}": int(n) for m, v, n in zip(rows["model"], rows["view"], rows["value"])}
+
+
+def _settings(inputs: ReportInputs) -> list[Block]:
+    """Where and how it ran: device, peak memory, association engine, test, covariates, tests per view."""
+    meta = inputs.meta
+    memory = meta.get("peak_memory_gb")
+    rows = [
+        ("device", meta.get("device")),
+        ("peak memory (GB)", memory),
+        ("association engine", meta.get("engine")),
+        ("association test", meta.get("test")),
+        ("covariates", meta.get("covariates") or None),
+        ("tests per view", _tests_per_view(inputs.scores) or None),
+    ]
+    table = Table(("setting", "value"), tuple((Cell(k), _meta_cell(v)) for k, v in rows))
+    return [Heading("Settings", 3), table]
 
 
 def _dataset(dataset: Mapping[str, Any]) -> list[Block]:
@@ -169,7 +207,8 @@ def _models(inputs: ReportInputs) -> list[Block]:
 
 def run_summary(inputs: ReportInputs) -> list[Block]:
     """Run summary: when, how and on what it ran; the models with their settings; timings; versions."""
-    blocks: list[Block] = [Heading("Run summary"), *_run_line(inputs.meta), *_dataset(inputs.dataset)]
+    blocks: list[Block] = [Heading("Run summary"), *_run_line(inputs.meta), *_settings(inputs)]
+    blocks += _dataset(inputs.dataset)
     blocks += _models(inputs)
     timings = inputs.tables.table(columns_of("training"))
     if timings is not None:

@@ -17,12 +17,14 @@ import pandas as pd
 from multilivi.eval.figures import model_order
 from multilivi.eval.metrics import KEY_SEPARATOR, find, metrics_of
 from multilivi.eval.report.blocks import Block, Cell, Heading, Table
-from multilivi.eval.report.formatting import format_number, format_value, is_count
+from multilivi.eval.report.formatting import format_interval, format_number, format_value, is_count
 
 Column = tuple[str, str, str]  # (task, metric, header)
 ViewFilter = Callable[[str, str], bool]  # (model, view) -> whether the table shows that model view
 TASK_NOT_RUN = "*"  # metric of a row saying a whole task did not run (multilivi.eval.results.not_run)
 RowKey = tuple[str, str, str, str]  # (model, view, task, metric)
+DIMENSIONS_TASK = "views"  # rows n_dims / n_factors per view: shown in the view labels
+OTHER_DIMENSION = "†"
 
 
 def columns_of(*tasks: str) -> list[Column]:
@@ -45,6 +47,9 @@ class Tables:
         self.cmp, self.scores, self.baseline = cmp, scores, baseline
         self.placed: set[RowKey] = set()
         self.rank = {m: i for i, m in enumerate(model_order(scores, baseline))}
+        dims = cmp.loc[cmp["task"] == DIMENSIONS_TASK]
+        self.dims = {(m, v): int(x) for m, v, x in zip(dims["model"], dims["view"], dims["value"])}
+        self.placed |= set(zip(dims["model"], dims["view"], dims["task"], dims["metric"]))  # shown in labels
 
     def views_at(self, level: str) -> set[tuple[str, str]]:
         """(model, view) pairs with an ``ok`` row of a metric declared at ``level`` (``cell``, ``donor``)."""
@@ -56,6 +61,15 @@ class Tables:
             if declared is not None and declared.level == level:
                 pairs.add((model, view))
         return pairs
+
+    def view_label(self, model: str, view: str) -> str:
+        """``view (d dims)`` when the view's dimension is known."""
+        d = self.dims.get((model, view))
+        return view if d is None else f"{view} ({d} dims)"
+
+    def _other_dimension(self, model: str, view: str, baseline_view: str) -> bool:
+        mine, theirs = self.dims.get((model, view)), self.dims.get((self.baseline, baseline_view))
+        return mine is not None and theirs is not None and mine != theirs
 
     def _ok_rows(self, wanted: set[tuple[str, str]], views: ViewFilter) -> pd.DataFrame:
         cmp = self.cmp
@@ -76,13 +90,23 @@ class Tables:
         return scores.loc[(scores["status"] != "ok").to_numpy() & np.array(keep, dtype=bool)]
 
     def _cell(self, r: Any, view: str) -> Cell:
-        count = is_count(r.task, r.metric)
-        text = format_value(r.value, r.sd, count=count)
+        replicated = math.isfinite(r.ci_low) and r.ci_high > r.ci_low  # no interval for a constant
+        count = is_count(r.task, r.metric) and not replicated  # a mean of counts keeps its decimals
+        text = (
+            format_interval(r.value, r.ci_low, r.ci_high)
+            if replicated
+            else format_value(r.value, r.sd, count=count)
+        )
         if not math.isfinite(r.diff):
             return Cell(text, numeric=True)
-        delta = format_number(r.diff, count=count, signed=True)
+        if math.isfinite(r.diff_low) and r.diff_high > r.diff_low:
+            delta = format_interval(r.diff, r.diff_low, r.diff_high, signed=True)
+        else:
+            delta = format_number(r.diff, count=count, signed=True)
         if r.baseline_view != view:
             delta += f" vs {r.baseline_view}"
+        if self._other_dimension(r.model, view, r.baseline_view):
+            delta += f" {OTHER_DIMENSION}"
         return Cell(text, numeric=True, delta=delta, arrow=r.arrow)
 
     def table(
@@ -106,7 +130,10 @@ class Tables:
         self.placed |= set(index)
         body = []
         for model, view in pairs:
-            cells = [Cell(f"{model} (baseline)" if model == self.baseline else model), Cell(view)]
+            cells = [
+                Cell(f"{model} (baseline)" if model == self.baseline else model),
+                Cell(self.view_label(model, view)),
+            ]
             for task, metric, _ in present:
                 r = index.get((model, view, task, metric))
                 if r is not None:
@@ -117,6 +144,12 @@ class Tables:
                 )
                 cells.append(Cell(status or "—", numeric=True, muted=True))
             body.append(tuple(cells))
+        marked = any(
+            self._other_dimension(m, v, b)
+            for m, v, b in zip(rows["model"], rows["view"], rows["baseline_view"])
+        )
+        note = f"{OTHER_DIMENSION} compared with a baseline view of another dimension." if marked else ""
+        caption = " ".join(filter(None, [caption, _chance_caption(rows, present), note]))
         return Table(("model", "view", *(h for _, _, h in present)), tuple(body), caption)
 
     def _keyed(self, task: str, name: str) -> list[str]:
@@ -163,3 +196,20 @@ class Tables:
             if tables:
                 blocks += [Heading(f"Further {task} metrics", 3), *tables]
         return blocks
+
+
+def _chance_caption(rows: pd.DataFrame, columns: Sequence[Column]) -> str:
+    """``Chance level: header x, ...`` for the columns whose rows carry one (a range when they differ)."""
+    if "chance" not in rows.columns:
+        return ""
+    parts = []
+    for task, metric, header in columns:
+        chance = rows.loc[(rows["task"] == task) & (rows["metric"] == metric), "chance"].dropna()
+        if chance.empty:
+            continue
+        low, high = float(chance.min()), float(chance.max())
+        shown = (
+            format_number(low) if math.isclose(low, high) else f"{format_number(low)}–{format_number(high)}"
+        )
+        parts.append(f"{header} {shown}")
+    return f"Chance level: {', '.join(parts)}." if parts else ""

@@ -34,6 +34,7 @@ def build_blocks(
     *,
     baseline: str | None = None,
     fdr: float = DEFAULT_FDR,
+    artefacts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[list[Block], dict[str, Figure]]:
     """The report's blocks and the figures they reference (name → Figure).
 
@@ -42,6 +43,7 @@ def build_blocks(
     check_scores(scores)
     chosen = baseline if baseline is not None else choose_baseline(scores, meta)
     inputs = ReportInputs.build(scores, meta, dict(extra_figures or {}), baseline=chosen, fdr=fdr)
+    inputs.artefacts = dict(artefacts or {})
     blocks = [block for section in registered_sections() for block in section.build(inputs)]
     return blocks, inputs.figures
 
@@ -60,6 +62,7 @@ def write_report(
     *,
     baseline: str | None = None,
     fdr: float = DEFAULT_FDR,
+    artefacts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/<name>.png`` into ``run_dir``, atomically.
 
@@ -82,6 +85,9 @@ def write_report(
         ``livi`` in ``meta["models"]``, else a name starting with ``livi``), or no comparison.
     fdr
         The false-discovery rate of the association calls, for captions and figures.
+    artefacts
+        Model → its tasks' artefacts, for the sections that draw per-model tables and figures
+        (programs, hits, Manhattan); None: those sections say they have nothing to show.
 
     Returns
     -------
@@ -92,7 +98,7 @@ def write_report(
     bad = [k for k in extra_figures if not _FIGURE_NAME.match(k)]
     if bad:
         raise ValueError(f"figure names {bad} are not file-name safe; use letters, digits, '_', '-' or '.'")
-    blocks, figs = build_blocks(scores, meta, extra_figures, baseline=baseline, fdr=fdr)
+    blocks, figs = build_blocks(scores, meta, extra_figures, baseline=baseline, fdr=fdr, artefacts=artefacts)
     pngs = {name: _png(fig) for name, fig in figs.items()}
     for name, data in pngs.items():
         atomic_write(run_dir / "figures" / f"{name}.png", lambda tmp, data=data: tmp.write_bytes(data))
