@@ -40,6 +40,7 @@ from benchmarks.runner import (
 )
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
 from multilivi.data import Cohort, split_cells
+from multilivi.data.simulate import SimulationConfig, simulate
 from multilivi.eval.embedding_plots import umap_coordinates, umap_label_grids
 from multilivi.eval.fdr import qq_plot
 from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
@@ -202,6 +203,12 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="score a random embedding (negative control) and, on simulated cohorts, the truth "
         "(positive control) beside the models (default: on)",
+    )
+    parser.add_argument(
+        "--protein-classes",
+        metavar="A,B",
+        help="subtypes defined by protein only, each reported in the verdict (default: on a simulated "
+        "cohort, the subtypes it planted; else none)",
     )
     parser.add_argument(
         "--test",
@@ -383,6 +390,7 @@ def run(
             args, cohort, entries, outputs, argv, seed=seed, wall_seconds=time.perf_counter() - start
         )
         meta["replicate_seeds"] = [seed, *others]
+        meta["protein_classes"] = protein_classes(args)
         write_run_folder(
             out, scores, meta, runs, outputs if report else None, cohort=cohort, args=args, seed=seed
         )
@@ -460,13 +468,30 @@ def write_run_folder(
 
 
 # ------------------------------------------------------------------------------------- helpers
+def simulation_config(dataset: str, preset: str) -> SimulationConfig | None:
+    """The simulation behind a ``sim*`` dataset name (None for any other dataset)."""
+    if dataset not in ("sim", "sim-ci", "sim-default"):
+        return None
+    small = dataset == "sim-ci" or (dataset == "sim" and preset == "ci")
+    return SimulationConfig.ci() if small else SimulationConfig()
+
+
+def protein_classes(args: argparse.Namespace) -> list[str]:
+    """Subtypes defined by protein only: ``--protein-classes``, else those the simulator planted."""
+    if args.protein_classes:
+        return [c.strip() for c in args.protein_classes.split(",") if c.strip()]
+    config = simulation_config(args.dataset, args.preset)
+    if config is None:
+        return []
+    last = config.n_subtypes - 1  # the simulator's protein-only subtype of cell type t is ct{t}_s{last}
+    return [f"ct{t}_s{last}" for t in range(config.n_protein_only_subtypes)]
+
+
 def load_cohort(dataset: str, *, preset: str, donors: str) -> Cohort:
     """The cohort named by ``--dataset``: a simulated cohort, a named real dataset, or a folder."""
-    if dataset in ("sim", "sim-ci", "sim-default"):
-        from multilivi.data.simulate import SimulationConfig, simulate
-
-        small = dataset == "sim-ci" or (dataset == "sim" and preset == "ci")
-        return simulate(SimulationConfig.ci() if small else SimulationConfig(), seed=0)
+    config = simulation_config(dataset, preset)
+    if config is not None:
+        return simulate(config, seed=0)
     path = Path(dataset)
     if path.exists():
         return Cohort.read(path, donors=donors)
