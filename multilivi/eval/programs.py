@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
 
 from multilivi.atomic import atomic_write
 from multilivi.eval.association import AssociationResult
@@ -40,6 +39,7 @@ from multilivi.eval.outputs import EvalContext, ModelOutputs
 from multilivi.eval.records import MetricResult
 from multilivi.eval.results import MODEL_LEVEL
 from multilivi.eval.task_runner import NotRun, Score, Task, TaskResult, register_task
+from multilivi.eval.truth import match_factors
 
 FILE_ARTEFACTS = {"hits": "hits.parquet", "programs": "programs.parquet"}
 """Artefact name → file name under ``outputs/<model>/`` for task artefacts that are DataFrames."""
@@ -228,24 +228,6 @@ class ProgramTruth:
     abs_r: pd.DataFrame
 
 
-def match_programs(true: pd.DataFrame, learned: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
-    """One-to-one matching of true programs to learned factors maximising total |r| (Hungarian).
-
-    ``true`` (donors, programs) and ``learned`` (donors, factors) are matched on donor names.
-    Returns the matched factor per program (programs beyond the factors are left out) and the
-    (programs, factors) |r| matrix (0 where a column is constant).
-    """
-    donors = true.index.astype(str).intersection(learned.index.astype(str))
-    t = true.set_axis(true.index.astype(str)).loc[donors].to_numpy(float)
-    lf = learned.set_axis(learned.index.astype(str)).loc[donors].to_numpy(float)
-    t, lf = t - t.mean(axis=0), lf - lf.mean(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (t.T @ lf) / np.outer(np.linalg.norm(t, axis=0), np.linalg.norm(lf, axis=0))
-    abs_r = pd.DataFrame(np.nan_to_num(np.abs(r)), index=true.columns, columns=learned.columns)
-    rows, cols = linear_sum_assignment(-abs_r.to_numpy())
-    return pd.Series(learned.columns[cols], index=true.columns[rows]), abs_r
-
-
 def gene_overlap(top: list[str], genes: set[str]) -> tuple[float, float]:
     """(precision, Jaccard) of a top-k gene list against a true gene set."""
     found = len(set(top) & genes)
@@ -299,7 +281,7 @@ def task_program_truth(
     reason = _truth_reason(outputs, ctx, programs)
     if reason:
         return TaskResult([NotRun(DONOR_VIEW, reason)])
-    matched, abs_r = match_programs(ctx.truth.donor_factors, outputs.donor_factors[DONOR_VIEW])
+    matched, abs_r = match_factors(ctx.truth.donor_factors, outputs.donor_factors[DONOR_VIEW])
     states = cell_states(outputs)
     weights = pd.DataFrame(states.to_numpy() @ outputs.assignment.loc[states.columns].to_numpy())
     weights.columns = outputs.assignment.columns

@@ -209,16 +209,14 @@ def matched_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) 
     if isinstance(aligned, str):
         return [skipped(name, aligned) for name in names]
     truth, learned = aligned
-    corr = np.nan_to_num(np.abs(_correlation(truth, learned)), nan=0.0)  # (programs, factors)
-    rows, cols = linear_sum_assignment(corr, maximize=True)
-    per_program = np.zeros(truth.shape[1])
-    per_program[rows] = corr[rows, cols]
+    matched, abs_r = match_factors(true_factors, learned_factors)
+    per_program = np.array([abs_r.at[p, matched[p]] if p in matched.index else 0.0 for p in abs_r.index])
     score = float(per_program.mean())
     chance, low, high = matched_recovery_chance(truth.shape[0], learned.shape[1], truth.shape[1])
     programs = [str(c) for c in true_factors.columns]
     details = {
         "per_program": dict(zip(programs, per_program.tolist())),
-        "matched_factor": {programs[r]: str(learned_factors.columns[c]) for r, c in zip(rows, cols)},
+        "matched_factor": {str(p): str(f) for p, f in matched.items()},
         "n_donors": truth.shape[0],
         "chance": chance,
         "chance_low": low,
@@ -230,6 +228,24 @@ def matched_recovery(true_factors: pd.DataFrame, learned_factors: pd.DataFrame) 
         MetricResult(names[1], chance, chance_details),
         MetricResult(names[2], (score - chance) / (1.0 - chance), {"chance": chance}),
     ]
+
+
+def match_factors(
+    true_factors: pd.DataFrame, learned_factors: pd.DataFrame
+) -> tuple[pd.Series, pd.DataFrame]:
+    """One-to-one matching of true programs to learned factors maximising the total ``|r|`` (Hungarian).
+
+    ``true_factors`` (donors, programs) and ``learned_factors`` (donors, factors) are matched on
+    their common donor names. Returns the matched factor per program (programs beyond the number
+    of factors are left out) and the (programs, factors) ``|r|`` table (0 where a column is constant).
+    """
+    donors = true_factors.index.astype(str).intersection(learned_factors.index.astype(str))
+    truth = true_factors.set_axis(true_factors.index.astype(str)).loc[donors].to_numpy(dtype=float)
+    learned = learned_factors.set_axis(learned_factors.index.astype(str)).loc[donors].to_numpy(dtype=float)
+    corr = np.nan_to_num(np.abs(_correlation(truth, learned)), nan=0.0)
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    abs_r = pd.DataFrame(corr, index=true_factors.columns, columns=learned_factors.columns)
+    return pd.Series(learned_factors.columns[cols], index=true_factors.columns[rows]), abs_r
 
 
 @functools.lru_cache(maxsize=256)

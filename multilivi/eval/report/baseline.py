@@ -143,7 +143,9 @@ class _Context(NamedTuple):
     replicated: Mapping[tuple[str, str, str, str], Mapping[int, float]] | None  # None: one replicate
 
 
-def compare_to_baseline(scores: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+def compare_to_baseline(
+    scores: pd.DataFrame, baseline: str | None, summary: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The ``ok`` rows of ``scores`` (means over replicates) beside the baseline's: difference and arrow.
 
     The baseline of a row is the ``ok`` row of model ``baseline`` with the same task and metric on
@@ -154,6 +156,8 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str | None) -> pd.DataFr
     paired difference over replicates, with its 95 % interval, and the arrow is ``▲``/``▼`` only when
     the interval of the gain excludes 0 (:func:`multilivi.eval.replicates.paired_difference`), else ``≈``.
 
+    ``summary`` is :func:`~multilivi.eval.replicates.summarise` of ``scores``, when the caller has it.
+
     Returns
     -------
     A copy of the ``ok`` rows of :func:`~multilivi.eval.replicates.summarise` with added columns
@@ -163,7 +167,7 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str | None) -> pd.DataFr
     ``compared=False``).
     """
     check_scores(scores)
-    summary = summarise(scores)
+    summary = summarise(scores) if summary is None else summary
     ok = summary.loc[summary["status"] == "ok"].copy()
     ok["view"] = ok["view"].astype(str)
     rows = ok.loc[ok["model"] == baseline]

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from multilivi.eval.replicates import summarise
+from multilivi.eval.replicates import n_replicates, summarise
 from multilivi.eval.report.baseline import compare_to_baseline
 from multilivi.eval.report.blocks import Block, FigureRef
 from multilivi.eval.report.tables import Tables
@@ -64,10 +64,15 @@ class ReportInputs:
         ``scores`` may hold several replicates; sections and figures read their means
         (:func:`~multilivi.eval.replicates.summarise`), the comparison pairs the replicates.
         """
-        cmp = compare_to_baseline(scores, baseline)
         summary = summarise(scores)
+        cmp = compare_to_baseline(scores, baseline, summary)
         tables = Tables(cmp, summary, baseline)
         return cls(summary, meta, dict(extra_figures), baseline, fdr, cmp, tables, replicates=scores)
+
+    @property
+    def n_replicates(self) -> int:
+        """How many paired replicates the run's scores hold."""
+        return n_replicates(self.replicates if self.replicates is not None else self.scores)
 
     @property
     def has_baseline(self) -> bool:

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 
 from multilivi.eval import figures
 from multilivi.eval.figures import better, fdr_label
-from multilivi.eval.metrics import find
 from multilivi.eval.report.baseline import is_livi
 from multilivi.eval.report.blocks import Block, Cell, Heading, Paragraph, Table
 from multilivi.eval.report.inputs import ReportInputs, claimed_figure, claimed_tasks, register_section
 from multilivi.eval.report.summary import run_summary, title
-from multilivi.eval.report.tables import Column, columns_of
+from multilivi.eval.report.tables import Column, columns_of, direction_notes, present_columns
 
 PROBE_TASKS = ("probe_cell_type", "probe_cell_subtype")
 PER_CLASS_FIGURES = (  # (task, figure name, what, thesis figure)
@@ -104,21 +103,11 @@ def donor_leakage(inputs: ReportInputs) -> list[Block]:
     return blocks + tables.leftovers(["probe_donor"])
 
 
-def _targets(columns: Sequence[Column]) -> list[str]:
-    """``λ_GC is better the closer it is to 1`` for each ``target`` metric among ``columns``."""
-    phrases = []
-    for task, metric, header in columns:
-        declared = find(task, metric)
-        if declared is not None and declared.direction == "target":
-            phrases.append(f"{header} is better the closer it is to {declared.target:g}")
-    return phrases
-
-
 def association(inputs: ReportInputs) -> list[Block]:
     """Factor–variant association counts and λ_GC, the counts figure and the harness' QQ plots."""
     columns = columns_of("association")
-    present = [c for c in columns if ((inputs.cmp["task"] == c[0]) & (inputs.cmp["metric"] == c[1])).any()]
-    caption = "; ".join([f"Factor–variant tests at {fdr_label(inputs.fdr)}", *_targets(present)]) + "."
+    notes = direction_notes(present_columns(inputs.cmp, columns), lower=False)
+    caption = "; ".join([f"Factor–variant tests at {fdr_label(inputs.fdr)}", *notes]) + "."
     table = inputs.tables.table(columns, caption=caption)
     blocks: list[Block] = [Heading("Association"), *_or(table, "No association test ran.")]
     blocks += inputs.figure(
@@ -151,10 +140,9 @@ def _truth_note(dataset: dict) -> list[Block]:
 def ground_truth(inputs: ReportInputs) -> list[Block]:
     """Power, empirical FDR, null λ and recovery of the simulated donor programs and cell state."""
     tables = inputs.tables
-    truth = tables.table(
-        columns_of("truth"),
-        caption="Against the simulated truth; FDR is lower-better, λ closer to 1 is better.",
-    )
+    columns = columns_of("truth")
+    notes = direction_notes(present_columns(inputs.cmp, columns))
+    truth = tables.table(columns, caption="; ".join(["Against the simulated truth", *notes]) + ".")
     per_program = tables.per_key(
         "truth",
         "factor_recovery",

@@ -48,15 +48,31 @@ def _intro(inputs: ReportInputs) -> str:
         rule += f", else {' and '.join(fallbacks)} (marked “vs {example}”)"
     return (
         f"Each value is shown beside the {lead} (model `{base}`) as Δ = value − {minus} with ▲ better, "
-        "▼ worse, = equal; λ is better the closer it is to 1. "
-        f"{rule}. {_spread(inputs)}"
+        f"▼ worse, = equal{_target_rule(inputs)}. {rule}. {_spread(inputs)}"
     )
+
+
+def _target_rule(inputs: ReportInputs) -> str:
+    """``; λ_GC and ... are better the closer they are to 1`` for the run's target metrics (declared)."""
+    by_target: dict[float, list[str]] = {}
+    for task, metric in dict.fromkeys(zip(inputs.cmp["task"], inputs.cmp["metric"])):
+        declared = find(task, metric)
+        if declared is not None and declared.direction == "target":
+            by_target.setdefault(declared.target, []).append(declared.header)
+    notes = []
+    for target, headers in by_target.items():
+        names = list(dict.fromkeys(headers))
+        subject = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        verb = "is" if len(names) == 1 else "are"
+        notes.append(
+            f"; {subject} {verb} better the closer {'it is' if len(names) == 1 else 'they are'} to {target:g}"
+        )
+    return "".join(notes)
 
 
 def _spread(inputs: ReportInputs) -> str:
     """How to read the ± or the intervals of the values."""
-    replicates = inputs.replicates
-    n = int(replicates["replicate"].nunique()) if replicates is not None and len(replicates) else 1
+    n = inputs.n_replicates
     if n < 2:
         return "Probe values are mean ± sd over probe seeds (one training run per model: Δ is not tested)."
     return (

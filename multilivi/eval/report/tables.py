@@ -36,6 +36,28 @@ def columns_of(*tasks: str) -> list[Column]:
     return [(m.task, m.name, m.header) for task in tasks for m in metrics_of(task)]
 
 
+def present_columns(cmp: pd.DataFrame, columns: Sequence[Column]) -> list[Column]:
+    """The ``columns`` with at least one ``ok`` row in the comparison table ``cmp``."""
+    keys = set(zip(cmp["task"], cmp["metric"]))
+    return [c for c in columns if (c[0], c[1]) in keys]
+
+
+def direction_notes(columns: Sequence[Column], *, lower: bool = True) -> list[str]:
+    """What better means for the columns that are not higher-is-better, from their declarations.
+
+    ``X is better the closer it is to t`` for a ``target`` metric and, with ``lower``,
+    ``X is better lower`` for a ``min`` metric.
+    """
+    notes = []
+    for task, metric, header in columns:
+        declared = find(task, metric)
+        if declared is not None and declared.direction == "target":
+            notes.append(f"{header} is better the closer it is to {declared.target:g}")
+        elif lower and declared is not None and declared.direction == "min":
+            notes.append(f"{header} is better lower")
+    return notes
+
+
 def _every_view(model: str, view: str) -> bool:
     return True
 

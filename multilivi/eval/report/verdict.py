@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
-
 from multilivi.eval.report.baseline import DOWN, NO_DIFFERENCE, UP
 from multilivi.eval.report.blocks import Block, Bullets, Heading, Paragraph
 from multilivi.eval.report.formatting import format_interval, format_number
@@ -118,8 +116,7 @@ def verdict(inputs: ReportInputs) -> list[Block]:
     """The verdict block: each model's answers against the baseline, then the caveats."""
     if not inputs.has_baseline:
         return []
-    replicates = inputs.replicates if inputs.replicates is not None else inputs.scores
-    n = int(replicates["replicate"].nunique()) if isinstance(replicates, pd.DataFrame) else 1
+    n = inputs.n_replicates
     blocks: list[Block] = [Heading("Verdict")]
     for model in compared_models(inputs):
         blocks += model_verdict(inputs, model)
