@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import logging
-import multiprocessing
 import os
 import platform
 import resource
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,26 @@ import pandas as pd
 import torch
 
 from benchmarks import gate
-from benchmarks.kinds import Spec
-from benchmarks.presets import DEFAULT_REPLICATES, PRESETS
+from benchmarks.presets import DEFAULT_REPLICATES, LR_TUNING, PRESETS
 from benchmarks.runner import (
     Entry,
-    compute_outputs,
     default_cache_dir,
     model_info,
     prepare,
     resolve_spec,
     write_outputs,
 )
+from benchmarks.units import Scorer, Umaps, Unit, UnitResult, score_units, view_umaps
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
-from multilivi.data import Cohort, split_cells
+from multilivi.data import Cohort
 from multilivi.data.simulate import SimulationConfig, simulate
-from multilivi.eval.embedding_plots import umap_coordinates, umap_label_grids
+from multilivi.eval.embedding_plots import umap_label_grids
 from multilivi.eval.fdr import qq_plot
-from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
+from multilivi.eval.outputs import DEFAULT_FDR, ModelOutputs
 from multilivi.eval.programs import write_file_artefacts
 from multilivi.eval.report import write_report
-from multilivi.eval.results import ScoreRow, not_run, scores_frame, write_scores
-from multilivi.eval.task_runner import TaskRun, run_tasks
+from multilivi.eval.results import scores_frame, write_scores
+from multilivi.eval.task_runner import TaskRun
 
 logger = logging.getLogger("benchmarks.compare")
 
@@ -169,8 +167,8 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="processes for the replicates (default: one per replicate, at most the CPU count) "
-        "or for the --update-baseline seeds (default: 1)",
+        help="processes for the (model, replicate) units (default: one per replicate, at most the "
+        "CPU count) or for the --update-baseline seeds (default: 1)",
     )
 
 
@@ -242,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in range(args.seed, args.seed + args.replicates):
                 gate.check_models(baseline, names, seed=seed)
         cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
-        entries = prepare([*specs, *control_specs(args, cohort)], cohort, preset=args.preset, seed=args.seed)
+        controls = [resolve_spec(raw) for raw in control_names(args, cohort)]
+        entries = prepare([*specs, *controls], cohort, preset=args.preset, seed=args.seed)
         out = args.out or default_run_folder(cohort)
         check_writable(out, what="run folder", option="--out DIR")
         if args.update_baseline:
@@ -277,12 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def control_specs(args: argparse.Namespace, cohort: Cohort) -> list[Spec]:
+def control_names(args: argparse.Namespace, cohort: Cohort) -> list[str]:
     """The controls of the run: the random embedding always, the truth on a simulated cohort."""
     if not args.controls:
         return []
     controls = ["control:random", *(["control:truth"] if cohort.truth is not None else [])]
-    return [resolve_spec(raw) for raw in controls if raw not in args.models]
+    return [raw for raw in controls if raw not in args.models]
 
 
 def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequence[str]) -> None:
@@ -332,22 +331,14 @@ def scores_at_seeds(
     args: argparse.Namespace, seeds: Sequence[int], *, jobs: int = 1, cohort: Cohort | None = None
 ) -> dict[int, pd.DataFrame]:
     """Score tables of the comparison of ``args`` at each seed (no run folder), in ``jobs`` processes."""
-    if jobs <= 1:
-        return {seed: scores_at_seed(args, seed, cohort) for seed in seeds}
-    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        return dict(zip(seeds, pool.map(scores_at_seed, [args] * len(seeds), seeds)))
-
-
-def scores_at_seed(args: argparse.Namespace, seed: int, cohort: Cohort | None = None) -> pd.DataFrame:
-    """The score table of the comparison of ``args`` at ``seed`` (loads the cohort when not given)."""
-    torch.set_num_threads(args.torch_threads)  # a spawned worker starts with torch's default
     cohort = cohort or load_cohort(args.dataset, preset=args.preset, donors=args.donors)
-    specs = [resolve_spec(raw) for raw in args.models]
-    entries = prepare([*specs, *control_specs(args, cohort)], cohort, preset=args.preset, seed=seed)
-    scores = run(args, cohort, entries, None, argv=None, report=False, seed=seed)
-    logger.info("seed %d: scored", seed)
-    return scores
+    scorer = Scorer(
+        args, cohort, controls=control_names(args, cohort), out=None, write_outputs=_model_files(args)
+    )
+    n_entries = len(scorer.entries(seeds[0]))
+    units = [Unit(i, s) for s in seeds for i in range(n_entries)]
+    results = score_units(scorer, units, jobs=min(jobs, len(units)), on_result=lambda u, r: None)
+    return {s: scores_table({u: r for u, r in results.items() if u.seed == s}, [s]) for s in seeds}
 
 
 def run(
@@ -364,102 +355,85 @@ def run(
     """One comparison at ``replicates`` paired seeds; writes the run folder when ``out`` is given.
 
     Replicate ``r`` of every model runs at seed ``seed + r`` (its initialisation, held-out split and
-    probe splits); replicates 1.. run in worker processes beside replicate 0, which alone keeps its
-    outputs for the figures and the per-model files.
+    probe splits). The (model, replicate) units share ``--jobs`` processes (:mod:`benchmarks.units`);
+    replicate 0 alone keeps its outputs for the figures and the per-model files.
     """
     seed = args.seed if seed is None else seed
     start = time.perf_counter()
-    others = [seed + r for r in range(1, replicates)]
-    workers = min(len(others), (args.jobs or min(replicates, os.cpu_count() or 1)) - 1)
-    pool = (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 0 else None
+    seeds = [seed + r for r in range(replicates)]
+    scorer = Scorer(
+        args, cohort, controls=control_names(args, cohort), out=out, write_outputs=_model_files(args)
     )
-    try:
-        futures = [pool.submit(scores_at_seed, args, s) for s in others] if pool else []
-        rows, runs, outputs = score_entries(args, cohort, entries, seed=seed, out=out)
-        tables = [scores_frame(rows)]
-        for r, other in enumerate(others, start=1):
-            table = futures[r - 1].result() if pool else scores_at_seed(args, other, cohort)
-            tables.append(table.assign(replicate=r))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    scores = pd.concat(tables, ignore_index=True)
+    scorer.prime(seed, entries)
+    units = [Unit(i, s, keep=s == seed and out is not None) for s in seeds for i in range(len(entries))]
+    jobs = min(args.jobs or min(replicates, os.cpu_count() or 1), len(units))
+    done: dict[Unit, UnitResult] = {}
+    umaps: dict[str, Umaps] = {}
+
+    def on_result(unit: Unit, result: UnitResult) -> None:
+        done[unit] = result
+        if out is not None:  # partial results survive an interruption
+            write_scores(scores_table(done, seeds), out / PARTIAL_SCORES)
+        if jobs > 1 and report and not args.no_umap and result.outputs is not None:
+            umaps[entries[unit.entry].name] = view_umaps(result.outputs, seed)  # while workers train
+
+    results = score_units(scorer, units, jobs=jobs, on_result=on_result)
+    scores = scores_table(results, seeds)
     if out is not None:
+        kept = {entries[u.entry].name: r for u, r in results.items() if u.keep and r.outputs is not None}
+        if report and not args.no_umap:  # in this process: after every model trained
+            umaps |= {m: view_umaps(r.outputs, seed) for m, r in kept.items() if m not in umaps}
         meta = run_metadata(
-            args, cohort, entries, outputs, argv, seed=seed, wall_seconds=time.perf_counter() - start
+            args,
+            cohort,
+            entries,
+            {name: r.outputs for name, r in kept.items()},
+            argv,
+            seed=seed,
+            wall_seconds=time.perf_counter() - start,
         )
-        meta["replicate_seeds"] = [seed, *others]
+        meta["replicate_seeds"] = seeds
         meta["protein_classes"] = protein_classes(args)
-        write_run_folder(
-            out, scores, meta, runs, outputs if report else None, cohort=cohort, args=args, seed=seed
-        )
+        write_run_folder(out, scores, meta, (kept, umaps) if report else None, cohort=cohort, args=args)
     return scores
 
 
-def score_entries(
-    args: argparse.Namespace, cohort: Cohort, entries: list[Entry], *, seed: int, out: Path | None
-) -> tuple[list[ScoreRow], dict[str, TaskRun], dict[str, ModelOutputs]]:
-    """Outputs and tasks of every entry at ``seed``; per-model files and partial scores under ``out``."""
-    train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=seed)
-    ctx = EvalContext.from_cohort(
-        cohort,
-        heldout_idx,
-        engine=args.engine,
-        test=args.test,
-        n_probe_seeds=args.probe_seeds,
-        seed=seed,
-        fdr=args.fdr,
-    )
-    cache = None if args.no_cache else (args.cache or default_cache_dir())
-    rows: list[ScoreRow] = []
-    runs: dict[str, TaskRun] = {}
-    outputs: dict[str, ModelOutputs] = {}
-    for entry in entries:
-        if entry.skip_reason:
-            rows.append(not_run(entry.name, "-", "*", entry.skip_reason))
-            continue
-        try:
-            outputs[entry.name] = compute_outputs(
-                entry, cohort, train_idx, heldout_idx, seed=seed, cache_dir=cache, progress=not args.quiet
-            )
-        except Exception as exc:  # one failing model must not lose the others' results
-            if args.fail_fast:
-                raise
-            logger.exception("%s failed", entry.name)
-            rows.append(not_run(entry.name, "-", "*", f"{type(exc).__name__}: {exc}", status="error"))
-            continue
-        runs[entry.name] = run_tasks(entry.name, outputs[entry.name], ctx, fail_fast=args.fail_fast)
-        rows += runs[entry.name].rows
-        if out is not None:
-            write_model_outputs(
-                out / "outputs" / entry.name, outputs[entry.name], runs[entry.name], fdr=ctx.fdr
-            )
-            write_scores(scores_frame(rows), out / PARTIAL_SCORES)  # partial results survive an interruption
-    return rows, runs, outputs
+def scores_table(results: dict[Unit, UnitResult], seeds: Sequence[int]) -> pd.DataFrame:
+    """The score rows of ``results`` by replicate, then entry (one order whatever the processes)."""
+    tables = []
+    for r, s in enumerate(seeds):
+        units = sorted((u for u in results if u.seed == s), key=lambda u: u.entry)
+        rows = [row for u in units for row in results[u].rows]
+        if rows:
+            tables.append(scores_frame(rows).assign(replicate=r))
+    return pd.concat(tables, ignore_index=True) if tables else scores_frame([])
+
+
+def _model_files(args: argparse.Namespace):
+    return functools.partial(write_model_outputs, fdr=args.fdr)
 
 
 def write_run_folder(
     out: Path,
     scores: pd.DataFrame,
     meta: dict[str, Any],
-    runs: dict[str, TaskRun],
-    outputs: dict[str, ModelOutputs] | None,
+    report: tuple[dict[str, UnitResult], dict[str, Umaps]] | None,
     *,
     cohort: Cohort,
     args: argparse.Namespace,
-    seed: int,
 ) -> None:
-    """``scores.csv``, ``results.json`` and (given ``outputs``) the report with its figures; all or none."""
+    """``scores.csv``, ``results.json`` and (given replicate 0's results and UMAPs) the report."""
     figures: dict[str, Any] = {}
-    if outputs is not None:
-        figures = ({} if args.no_umap else umap_figures(outputs, cohort, seed)) | qq_figures(runs)
+    if report is not None:
+        kept, umaps = report
+        runs = {model: r.task_run for model, r in kept.items() if r.task_run is not None}
+        figures = umap_figures(umaps, cohort) | qq_figures(runs)
     with atomic_group():  # all or nothing: a failed write leaves an earlier run's files in `out` as they were
         write_scores(scores, out / "scores.csv")
         atomic_write_json(
             out / "results.json", meta | {"scores": scores.replace({np.nan: None}).to_dict("records")}
         )
-        if outputs is not None:
+        if report is not None:
             artefacts = {model: task_run.artefacts for model, task_run in runs.items()}
             write_report(
                 out, scores, meta, figures, baseline=args.baseline, fdr=args.fdr, artefacts=artefacts
@@ -534,15 +508,14 @@ def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, 
         )
 
 
-def umap_figures(outputs: dict[str, ModelOutputs], cohort: Cohort, seed: int) -> dict[str, Any]:
-    """UMAP grids of every view coloured by cell type (``umap_grid``), subtype and donor."""
+def umap_figures(umaps: dict[str, Umaps], cohort: Cohort) -> dict[str, Any]:
+    """UMAP grids of every model's views coloured by cell type (``umap_grid``), subtype and donor."""
     columns = [c for c in ("cell_type", "cell_subtype", "donor") if cohort.labels(c) is not None]
     blank = np.zeros(cohort.n_cells, dtype=str)
     panels: dict[str, np.ndarray] = {}
     labels: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns or ["cell_type"]}
-    for model, out in outputs.items():
-        for view, embedding in out.views.items():
-            coords, idx = umap_coordinates(embedding, seed=seed)
+    for model, views in umaps.items():
+        for view, (coords, idx) in views.items():
             panels[f"{model} · {view}"] = coords
             for column, per_panel in labels.items():
                 values = cohort.labels(column)
@@ -578,6 +551,7 @@ def run_metadata(
         "argv": list(sys.argv[1:] if argv is None else argv),
         "git_sha": git_sha(),
         "preset": args.preset,
+        "lr_tuning": LR_TUNING.get(args.preset),
         "seed": seed,
         "wall_seconds": round(wall_seconds, 1),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
