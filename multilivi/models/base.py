@@ -379,6 +379,22 @@ class ModelBase:
             m: -torch.cat([p[m] for p in parts]).cpu().numpy().astype(np.float64) for m in self.modalities
         }
 
+    @torch.no_grad()
+    def negative_elbo(self, cohort: Cohort, idx: np.ndarray | None = None, *, seed: int = 0) -> float:
+        """Mean negative ELBO per cell in nats: Σ_m NLL_m + Σ KL, unweighted, one seeded latent draw.
+
+        The reconstruction weights λ_m and the penalties are left out, so every family is judged on
+        the same bound of its own likelihood (what :mod:`benchmarks.tuning` selects learning rates by).
+        """
+        data = self._cells(cohort, idx)
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        total = 0.0
+        for batch in data.in_order(EVAL_BATCH, self.device_):
+            out = self.module_.loss(batch, generator)
+            kl = [v for k, v in out.regularisers.items() if k == "kl" or k.startswith("kl_")]
+            total += float(sum(out.reconstruction.values()) + sum(kl)) * len(batch["donor"])
+        return total / data.n_cells
+
     def donor_factors(self) -> dict[str, pd.DataFrame]:
         """``{"D": donors × n_dxc, "V": donors × n_v}``, indexed by donor name; columns ``D_k`` / ``V_k``."""
         self._check_fitted()
