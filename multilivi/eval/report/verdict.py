@@ -107,9 +107,27 @@ def caveats(inputs: ReportInputs, n_replicates: int) -> list[str]:
         notes.append(
             f"Preset `{preset}`: a small training budget, not the thesis settings (`--preset paper`)."
         )
+    notes.append(learning_rates(inputs.meta))
     if dict(inputs.meta.get("dataset") or {}).get("genetics") == "semi-synthetic":
         notes.append("Semi-synthetic genetics: power and hits measure recovery of planted effects.")
     return notes
+
+
+def learning_rates(meta: dict) -> str:
+    """Each trained model's learning rate and how it was chosen (``meta["lr_tuning"]``: the search run)."""
+    rates = {
+        name: info["config"]["lr"]
+        for name, info in (meta.get("models") or {}).items()
+        if isinstance(info, dict) and "lr" in (info.get("config") or {})
+    }
+    listed = ", ".join(f"{name} {lr:g}" for name, lr in rates.items()) or "none trained here"
+    source = meta.get("lr_tuning")
+    how = (
+        f"chosen per family by held-out ELBO, the same search for every family (`{source}`)"
+        if source
+        else "one rate for every family, not tuned for this preset"
+    )
+    return f"Learning rates: {listed}; {how}."
 
 
 def verdict(inputs: ReportInputs) -> list[Block]:
