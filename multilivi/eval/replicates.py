@@ -104,7 +104,8 @@ def paired_difference(
 ) -> dict[str, float | str]:
     """Paired difference of a model's and the baseline's values over their common replicates.
 
-    Returns ``diff`` (mean of value − baseline), ``diff_low``/``diff_high`` (its 95 % t interval),
+    Returns ``diff`` (mean of value − baseline), ``diff_low``/``diff_high`` (its 95 % t interval,
+    clipped to the differences the metric's range allows given the baseline's mean),
     ``n_pairs`` and ``verdict`` (from the interval of the gain, which for a ``target`` metric is the
     change in distance to the target; '' with fewer than two pairs).
     """
@@ -113,6 +114,9 @@ def paired_difference(
     base = np.array([baseline[r] for r in common], dtype=float)
     diff, low, high = t_interval(value - base)
     gain, gain_low, gain_high = t_interval(_gain_function(metric, higher_is_better)(value, base))
+    if metric is not None and len(common):  # the mean difference cannot leave [lower, upper] - base mean
+        low = max(low, metric.lower - float(base.mean())) if math.isfinite(low) else low
+        high = min(high, metric.upper - float(base.mean())) if math.isfinite(high) else high
     return {
         "diff": diff,
         "diff_low": low,

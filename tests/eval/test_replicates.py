@@ -103,3 +103,14 @@ def test_single_replicate_verdict_says_not_tested():
     scores = _replicated({"livi": [0.7], "other": [0.8]}, {"livi": [0.2], "other": [0.1]})
     text = render_markdown(build_blocks(scores, {})[0])
     assert "not tested (one replicate)" in text and "pass `--replicates 3`" in text
+
+
+def test_paired_interval_stays_inside_the_attainable_differences():
+    """Power against a baseline at 1 cannot differ by less than -1: the t interval is clipped there."""
+    model, baseline = [0.0, 0.1, 0.0], [1.0, 1.0, 1.0]
+    result = paired_difference(
+        dict(enumerate(model)), dict(enumerate(baseline)), lookup("truth", "power"), True
+    )
+    _, low, high = t_interval(np.array(model) - np.array(baseline))
+    assert low < -1.0 and result["diff_low"] == -1.0
+    assert result["diff_high"] == pytest.approx(high) and result["verdict"] == "worse"
