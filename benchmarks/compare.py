@@ -53,6 +53,7 @@ DEFAULT_MODELS = ("livi", "mslivi-50", "dmlivi-50")
 PARTIAL_SCORES = "scores.partial.csv"  # the scores so far, while a run is under way
 THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
 TORCH_THREADS_ENV = "MULTILIVI_TORCH_THREADS"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EPILOG = f"""\
 model specs:
@@ -228,9 +229,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
     try:
         specs = [resolve_spec(raw) for raw in args.models]
         names = [s.name for s in specs]

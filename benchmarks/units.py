@@ -159,9 +159,10 @@ def score_units(
     init = (scorer.args, scorer.raw_specs[len(scorer.args.models) :], scorer.out, scorer.write_outputs)
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=init) as pool:
         futures = {unit: pool.submit(_score_in_worker, unit) for unit in order}
-        for unit in order:
+        for done, unit in enumerate(order, start=1):
             results[unit] = futures[unit].result()
             on_result(unit, results[unit])
+            logger.info("%d of %d (model, replicate) units done", done, len(order))
     return results
 
 
@@ -176,8 +177,9 @@ def _init_worker(
 ) -> None:
     """A worker's scorer: the same torch threads and cohort as the parent process."""
     global _WORKER
-    from benchmarks.compare import load_cohort
+    from benchmarks.compare import LOG_FORMAT, load_cohort
 
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")  # progress in the log
     torch.set_num_threads(args.torch_threads)  # a spawned worker starts with torch's default
     cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
     _WORKER = Scorer(args, cohort, controls=controls, out=out, write_outputs=write_outputs)

@@ -19,6 +19,7 @@ from multilivi.eval.replicates import (
     t_interval,
 )
 from multilivi.eval.report import build_blocks, render_markdown
+from multilivi.eval.report.verdict import learning_rates
 from multilivi.eval.results import ScoreRow, scores_frame
 
 
@@ -114,3 +115,11 @@ def test_paired_interval_stays_inside_the_attainable_differences():
     _, low, high = t_interval(np.array(model) - np.array(baseline))
     assert low < -1.0 and result["diff_low"] == -1.0
     assert result["diff_high"] == pytest.approx(high) and result["verdict"] == "worse"
+
+
+def test_caveats_name_each_learning_rate_and_how_it_was_chosen():
+    models = {"livi": {"config": {"lr": 0.01}}, "mslivi-50": {"config": {"lr": 0.003}}, "pca": {"n": 8}}
+    tuned = learning_rates({"models": models, "lr_tuning": "reports/tuning-quick"})
+    assert tuned.startswith("Learning rates: livi 0.01, mslivi-50 0.003; chosen per family by held-out ELBO")
+    assert "`reports/tuning-quick`" in tuned
+    assert "not tuned for this preset" in learning_rates({"models": models, "lr_tuning": None})
