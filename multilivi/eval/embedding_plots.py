@@ -13,6 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 MAX_LEGEND = 40  # more categories (e.g. donors) get no legend
+UMAP_EPOCHS = 200  # layout epochs: umap-learn's choice above 10k cells (500 below) and ample for a figure
 
 
 def umap_coordinates(
@@ -58,6 +59,7 @@ def umap_coordinates(
             n_neighbors=n_neighbors,
             random_state=seed,
             n_jobs=1,
+            n_epochs=UMAP_EPOCHS,
             precomputed_knn=(neighbours, distances, None),
         )
         coords = reducer.fit_transform(cells)

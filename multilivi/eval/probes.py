@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_scor
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from multilivi.eval.records import MetricResult, skipped
 
@@ -115,9 +116,12 @@ def probe(
     reason = _unsplittable(labels.size, classes.size, task=task, test_size=test_size)
     if reason:
         return ProbeResult(task, empty, empty, dropped_classes=dropped, reason=reason)
-    accuracy, balanced, per_class = _fit_splits(
-        view, labels, classes, n_seeds=n_seeds, test_size=test_size, seed=seed, max_iter=max_iter
-    )
+    # one BLAS thread: on these small (cells x dims) problems more threads only contend, and a
+    # worker process beside another lost 5-9x with 2 (the issue of cells at scale measured it)
+    with threadpool_limits(limits=1, user_api="blas"):
+        accuracy, balanced, per_class = _fit_splits(
+            view, labels, classes, n_seeds=n_seeds, test_size=test_size, seed=seed, max_iter=max_iter
+        )
     majority = float(np.unique(labels, return_counts=True)[1].max() / labels.size)
     return ProbeResult(task, accuracy, balanced, per_class, dropped_classes=dropped, majority_share=majority)
 
