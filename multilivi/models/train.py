@@ -81,11 +81,15 @@ def resolve_device(device: str) -> torch.device:
 Batch = dict  # {"x": {modality: (B, G_m)}, "library": {modality: (B, 1)}, "donor": (B,) int64}
 
 
+DENSE_CACHE_BYTES = 256 * 2**20  # counts up to this size (dense float32) are densified once
+
+
 class CellBatches:
     """Counts of a set of cells, served as dense float32 minibatches on a device.
 
-    The counts stay CSR in memory and each minibatch is densified on demand, so memory follows the
-    batch, not the cohort.
+    Counts whose dense float32 form fits in ``DENSE_CACHE_BYTES`` are densified once (the same
+    values, served without a per-step scatter); larger ones stay CSR and each minibatch is densified
+    on demand, so memory follows the batch, not the cohort.
 
     Parameters
     ----------
@@ -100,11 +104,21 @@ class CellBatches:
         self.library = {m: np.asarray(x.sum(axis=1), dtype=np.float32) for m, x in self.counts.items()}
         self.donor = np.asarray(donor, dtype=np.int64)
         self.n_cells = len(self.donor)
+        dense_bytes = 4 * self.n_cells * sum(x.shape[1] for x in self.counts.values())
+        self.dense = (
+            {m: x.toarray() for m, x in self.counts.items()} if dense_bytes <= DENSE_CACHE_BYTES else None
+        )
+
+    def rows(self, modality: str, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), n_features) dense float32 counts of one modality."""
+        if self.dense is not None:
+            return self.dense[modality][rows]
+        return self.counts[modality][rows].toarray()
 
     def batch(self, rows: np.ndarray, device: torch.device) -> Batch:
         """Minibatch of the given cell positions."""
         return {
-            "x": {m: torch.from_numpy(x[rows].toarray()).to(device) for m, x in self.counts.items()},
+            "x": {m: torch.from_numpy(self.rows(m, rows)).to(device) for m in self.counts},
             "library": {m: torch.from_numpy(lib[rows]).to(device) for m, lib in self.library.items()},
             "donor": torch.from_numpy(self.donor[rows]).to(device),
         }

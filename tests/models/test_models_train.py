@@ -81,12 +81,18 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
 
 
-def test_cell_batches_are_dense_counts_with_library_sizes(ci_cohort: Cohort) -> None:
+@pytest.mark.parametrize("dense_cache_bytes", [0, 2**40], ids=["csr", "densified once"])
+def test_cell_batches_are_dense_counts_with_library_sizes(
+    ci_cohort: Cohort, dense_cache_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("multilivi.models.train.DENSE_CACHE_BYTES", dense_cache_bytes)
     x = ci_cohort.counts("rna")
     data = CellBatches({"rna": x}, ci_cohort.donor_index)
+    assert (data.dense is None) == (dense_cache_bytes == 0)
     rows = np.array([5, 0, 17])
     batch = data.batch(rows, torch.device("cpu"))
     np.testing.assert_array_equal(batch["x"]["rna"].numpy(), x[rows].toarray())
+    assert batch["x"]["rna"].dtype == torch.float32
     np.testing.assert_allclose(batch["library"]["rna"].numpy().ravel(), x[rows].sum(1).A1)
     assert batch["donor"].dtype == torch.int64
 
