@@ -63,7 +63,7 @@ def _cell(cell: Cell) -> str:
 def _heading(block: Heading, toc: Sequence[Heading]) -> list[str]:
     out = [f'<h{block.level} id="{slug(block.text)}">{html.escape(block.text)}</h{block.level}>']
     if block.level == 1 and toc:
-        links = "".join(f'<a href="#{slug(h.text)}">{html.escape(h.text)}</a>' for h in toc)
+        links = " ".join(f'<a href="#{slug(h.text)}">{html.escape(h.text)}</a>' for h in toc)
         out.append(f"<nav>{links}</nav>")
     return out
 
