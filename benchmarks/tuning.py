@@ -33,6 +33,7 @@ import torch
 from benchmarks.compare import default_torch_threads, load_cohort
 from benchmarks.kinds.family import build_config, parse_family_spec
 from benchmarks.presets import DEFAULT_PRESET, PRESETS
+from benchmarks.units import HELDOUT_FRAC
 from multilivi.atomic import atomic_write_json, atomic_write_text
 from multilivi.data import Cohort, split_cells
 from multilivi.models.registry import model_class
@@ -55,7 +56,7 @@ def tune_one(cohort: Cohort, spec: str, lr: float, seed: int, *, preset: str) ->
     """Train ``spec`` at ``lr`` and ``seed`` on the fit cells; its validation negative ELBO and timing."""
     parsed = parse_family_spec(spec)
     config = dataclasses.replace(build_config(parsed, preset, seed=seed), lr=lr, progress=False)
-    train_idx, _ = split_cells(cohort, frac=0.1, seed=seed)
+    train_idx, _ = split_cells(cohort, frac=HELDOUT_FRAC, seed=seed)  # the comparison's split
     fit_idx, validation_idx = split_cells(cohort, frac=VALIDATION_FRAC, seed=seed, within=train_idx)
     row: dict[str, Any] = {"spec": spec, "family": parsed.family, "lr": lr, "seed": seed}
     row |= {"n_fit_cells": len(fit_idx), "n_validation_cells": len(validation_idx)}

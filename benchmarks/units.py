@@ -32,6 +32,7 @@ from multilivi.eval.task_runner import TaskRun, run_tasks
 
 logger = logging.getLogger("benchmarks.compare")
 
+HELDOUT_FRAC = 0.1  # share of each donor's cells held out at every seed (split_cells)
 Umaps = dict[str, tuple[np.ndarray, np.ndarray]]  # view -> ((m, 2) coordinates, (m,) embedded rows)
 
 
@@ -89,7 +90,7 @@ class Scorer:
     def context(self, seed: int) -> tuple[np.ndarray, np.ndarray, EvalContext]:
         """Training and held-out cells at ``seed`` and the evaluation context of that split."""
         if seed not in self._contexts:
-            train_idx, heldout_idx = split_cells(self.cohort, frac=0.1, seed=seed)
+            train_idx, heldout_idx = split_cells(self.cohort, frac=HELDOUT_FRAC, seed=seed)
             ctx = EvalContext.from_cohort(
                 self.cohort,
                 heldout_idx,
