@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 _BASES = np.array(["A", "C", "G", "T"])
 _MAX_REDRAWS = 100  # rounds of redrawing variants below the cohort MAF threshold
+MAX_BLOCK_ENTRIES = 2**24  # cells x genes drawn at once (134 MB per float64 block array)
 _MIN_EXPECTED_FEATURE_COUNT = (
     50.0  # expected total counts of the rarest feature; P(all zero) is then negligible
 )
@@ -422,7 +423,13 @@ def _variant_table(rng: np.random.Generator, n_variants: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ simulate
-def simulate(config: SimulationConfig | None = None, *, seed: int = 0, **overrides) -> Cohort:
+def simulate(
+    config: SimulationConfig | None = None,
+    *,
+    seed: int = 0,
+    max_block_entries: int = MAX_BLOCK_ENTRIES,
+    **overrides,
+) -> Cohort:
     """Simulate a CITE-seq donor cohort with known genetic donor x cell-state effects.
 
     Parameters
@@ -430,7 +437,11 @@ def simulate(config: SimulationConfig | None = None, *, seed: int = 0, **overrid
     config
         Dimensions and effect sizes; the default config when None (``SimulationConfig.ci()`` is tiny).
     seed
-        Seed of every random draw: the same seed gives an identical cohort.
+        Seed of every random draw: the same seed (and ``max_block_entries``) gives an identical cohort.
+    max_block_entries
+        Cells x genes drawn at once: counts are drawn for blocks of consecutive cells straight into
+        sparse matrices, so memory is bounded by the block and the sparse counts. A cohort that fits
+        one block (the default and CI cohorts do) gets the draws of drawing all cells at once.
     **overrides
         ``SimulationConfig`` fields replacing those of ``config`` (e.g. ``n_donors=50``).
 
@@ -464,31 +475,20 @@ def simulate(config: SimulationConfig | None = None, *, seed: int = 0, **overrid
     states = _states(cfg)
     rna = _rna_parameters(cfg, rng_rna_params, states)
     prot = _protein_parameters(cfg, rng_prot_params, states)
+    counts = _draw_counts(cfg, cells, factors, rna, prot, rng_rna_counts, rng_prot_counts, max_block_entries)
 
-    donor_of_cell = cells.donor
-    interaction = cells.state[:, factors.program_states] * factors.dxc[donor_of_cell]  # (n_cells, n_dxc)
-    rna_terms = {
-        "cell state": cells.state @ rna.w_state,
-        "D x C": interaction @ rna.w_dxc,
-        "persistent": factors.persistent[donor_of_cell] @ rna.w_persistent,
-        "batch": rna.batch_shift[cells.batch],
-    }
-    rna_counts, rna_mean = _rna_counts(cfg, rng_rna_counts, sum(rna_terms.values()), rna.theta)
-    prot_counts, prot_mean = _protein_counts(cfg, rng_prot_counts, cells, interaction, prot)
-    _check_expected_counts(rna_mean, prot_mean)
-
-    cohort = _assemble(cfg, donors, cells, states, factors, genotypes, rna, prot, rna_counts, prot_counts)
-    total = sum(rna_terms.values()).var(axis=0).sum()
+    cohort = _assemble(cfg, donors, cells, states, factors, genotypes, rna, prot, counts.rna, counts.prot)
     logger.info(
-        "simulated %d cells x %d genes x %d proteins, %d donors, %d variants in %.2f s; share of RNA logit "
-        "variance: %s",
+        "simulated %d cells x %d genes x %d proteins, %d donors, %d variants in %.2f s (%d blocks of cells); "
+        "share of RNA logit variance: %s",
         cohort.n_cells,
         cfg.n_genes,
         cfg.n_proteins,
         cfg.n_donors,
         cfg.n_variants,
         time.perf_counter() - start,
-        ", ".join(f"{k} {v.var(axis=0).sum() / total:.3f}" for k, v in rna_terms.items()),
+        counts.n_blocks,
+        ", ".join(f"{k} {v:.3f}" for k, v in counts.variance_shares.items()),
     )
     return cohort
 
@@ -605,6 +605,10 @@ class _Cells:
     state: np.ndarray  # (n_cells, n_states) on the simplex
     protein_latent: np.ndarray  # (n_cells, n_protein_latent)
 
+    def rows(self, rows: slice) -> _Cells:
+        """The cells ``rows`` (a slice of consecutive cells)."""
+        return _Cells(*(getattr(self, f.name)[rows] for f in fields(self)))
+
 
 def _cells(cfg: SimulationConfig, rng: np.random.Generator) -> _Cells:
     """Cells per donor, their (sub)types from per-donor Dirichlet proportions, and their cell states."""
@@ -705,6 +709,88 @@ def _rna_counts(
     library = np.maximum(rng.lognormal(mu, cfg.rna_library_sd, logits.shape[0]), cfg.rna_library_min)
     mean = library[:, None] * _softmax(logits)
     return _negative_binomial(rng, mean, theta), mean
+
+
+# ----------------------------------------------------------------------------------- blocked draws
+@dataclass(frozen=True)
+class _Counts:
+    rna: sp.csr_matrix  # (n_cells, n_genes) float32
+    prot: sp.csr_matrix  # (n_cells, n_proteins) float32
+    variance_shares: dict[str, float]  # share of the RNA logits' variance over cells per term
+    n_blocks: int
+
+
+def _draw_counts(
+    cfg: SimulationConfig,
+    cells: _Cells,
+    factors: _Factors,
+    rna: _RnaParameters,
+    prot: _ProteinParameters,
+    rng_rna: np.random.Generator,
+    rng_prot: np.random.Generator,
+    max_block_entries: int,
+) -> _Counts:
+    """RNA and protein counts of blocks of consecutive cells, each modality from its own stream in order.
+
+    A block holds at most ``max_block_entries // n_genes`` cells; its dense logits, means and draws
+    are dropped once its counts are sparse.
+    """
+    if max_block_entries < 1:
+        raise ValueError(f"max_block_entries must be positive, got {max_block_entries}")
+    n_cells = cells.donor.size
+    block = max(1, max_block_entries // cfg.n_genes)
+    rna_blocks, prot_blocks = [], []
+    expected_rna, expected_prot = np.zeros(cfg.n_genes), np.zeros(cfg.n_proteins)
+    moments = _ColumnMoments()
+    for start in range(0, n_cells, block):
+        part = cells.rows(slice(start, min(start + block, n_cells)))
+        interaction = part.state[:, factors.program_states] * factors.dxc[part.donor]  # (cells, n_dxc)
+        logits = moments.summed(
+            {
+                "cell state": part.state @ rna.w_state,
+                "D x C": interaction @ rna.w_dxc,
+                "persistent": factors.persistent[part.donor] @ rna.w_persistent,
+                "batch": rna.batch_shift[part.batch],
+            }
+        )
+        rna_counts, rna_mean = _rna_counts(cfg, rng_rna, logits, rna.theta)
+        prot_counts, prot_mean = _protein_counts(cfg, rng_prot, part, interaction, prot)
+        expected_rna += rna_mean.sum(axis=0)
+        expected_prot += prot_mean.sum(axis=0)
+        rna_blocks.append(sp.csr_matrix(rna_counts.astype(np.float32)))
+        prot_blocks.append(sp.csr_matrix(prot_counts.astype(np.float32)))
+    _check_expected_counts(expected_rna, expected_prot)
+    return _Counts(_stacked(rna_blocks), _stacked(prot_blocks), moments.variance_shares(), len(rna_blocks))
+
+
+def _stacked(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """The blocks' rows one after another (the block itself when there is one)."""
+    return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+
+
+class _ColumnMoments:
+    """Running per-column sums and sums of squares of named terms and of their total, over blocks."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums: dict[str, np.ndarray] = {}
+        self.squares: dict[str, np.ndarray] = {}
+
+    def summed(self, terms: dict[str, np.ndarray]) -> np.ndarray:
+        """Add (cells, columns) ``terms`` and their sum to the moments; returns the sum."""
+        total = sum(terms.values())
+        for name, values in {**terms, "total": total}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + values.sum(axis=0)
+            self.squares[name] = self.squares.get(name, 0.0) + np.square(values).sum(axis=0)
+        self.n += total.shape[0]
+        return total
+
+    def variance_shares(self) -> dict[str, float]:
+        """Summed column variances of each term over that of the total."""
+        mean = {name: s / self.n for name, s in self.sums.items()}
+        variance = {name: float((self.squares[name] / self.n - mean[name] ** 2).sum()) for name in mean}
+        total = variance.pop("total")
+        return {name: v / total for name, v in variance.items()}
 
 
 # ---------------------------------------------------------------------------------------- protein
@@ -811,9 +897,10 @@ def _negative_binomial(rng: np.random.Generator, mean: np.ndarray, theta: np.nda
     return rng.poisson(rate)
 
 
-def _check_expected_counts(rna_mean: np.ndarray, prot_mean: np.ndarray) -> None:
-    for modality, mean in (("RNA", rna_mean), ("protein", prot_mean)):
-        per_feature = mean.sum(axis=0).min()
+def _check_expected_counts(expected_rna: np.ndarray, expected_prot: np.ndarray) -> None:
+    """Refuse a cohort whose rarest feature expects too few counts; inputs are (features,) expected totals."""
+    for modality, expected in (("RNA", expected_rna), ("protein", expected_prot)):
+        per_feature = expected.min()
         if per_feature < _MIN_EXPECTED_FEATURE_COUNT:
             raise ValueError(
                 f"the rarest {modality} feature expects only {per_feature:.1f} counts over all cells, so it "
@@ -831,8 +918,8 @@ def _assemble(
     genotypes: Genotypes,
     rna: _RnaParameters,
     prot: _ProteinParameters,
-    rna_counts: np.ndarray,
-    prot_counts: np.ndarray,
+    rna_counts: sp.csr_matrix,
+    prot_counts: sp.csr_matrix,
 ) -> Cohort:
     n_cells = cells.donor.size
     cell_names = pd.Index(_names("cell", n_cells, 5), name="cell")
@@ -849,15 +936,11 @@ def _assemble(
     )
     genes = pd.Index(_names("g", cfg.n_genes, 4), name="gene")
     proteins = pd.Index(_names("p", cfg.n_proteins, 2), name="protein")
-    rna_ad = ad.AnnData(
-        sp.csr_matrix(rna_counts.astype(np.float32)), obs=obs.copy(), var=pd.DataFrame(index=genes)
-    )
+    rna_ad = ad.AnnData(rna_counts, obs=obs.copy(), var=pd.DataFrame(index=genes))
     rna_ad.varm["true_W_C"] = rna.w_state.T
     rna_ad.varm["true_W_DxC"] = rna.w_dxc.T
     rna_ad.varm["true_W_V"] = rna.w_persistent.T
-    prot_ad = ad.AnnData(
-        sp.csr_matrix(prot_counts.astype(np.float32)), obs=obs.copy(), var=pd.DataFrame(index=proteins)
-    )
+    prot_ad = ad.AnnData(prot_counts, obs=obs.copy(), var=pd.DataFrame(index=proteins))
     prot_ad.var["protein_only_marker"] = prot.protein_only
     prot_ad.varm["true_W_C"] = prot.w_state.T
     prot_ad.varm["true_W_DxC"] = prot.w_dxc.T

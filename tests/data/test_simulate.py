@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from benchmarks.compare import main
 from multilivi.data import Cohort, kinship_from_genotypes
-from multilivi.data.simulate import SimulationConfig, simulate, simulate_genotypes
+from multilivi.data.simulate import MAX_BLOCK_ENTRIES, SimulationConfig, simulate, simulate_genotypes
 from multilivi.eval.results import read_scores
 
 CI = SimulationConfig.ci()
@@ -109,6 +109,31 @@ def test_same_seed_same_cohort_and_different_seed_differs(cohort):
     other = simulate(CI, seed=1)
     assert other.data_hash != cohort.data_hash
     assert not np.allclose(other.truth.donor_factors.to_numpy(), cohort.truth.donor_factors.to_numpy())
+
+
+def test_counts_drawn_in_blocks_keep_everything_but_the_draws(cohort, caplog):
+    # 150 genes x 40 cells per block: the CI cohort (~1,500 cells) in ~38 blocks
+    with caplog.at_level("INFO", logger="multilivi.data.simulate"):
+        blocked = simulate(SimulationConfig.ci(), seed=0, max_block_entries=150 * 40)
+    assert "blocks of cells" in caplog.text and f"({-(-cohort.n_cells // 40)} blocks" in caplog.text
+    assert blocked.data_hash != cohort.data_hash  # other draws ...
+    np.testing.assert_array_equal(blocked.truth.cell_state, cohort.truth.cell_state)  # ... of the same cells
+    pd.testing.assert_frame_equal(blocked.obs, cohort.obs)
+    pd.testing.assert_frame_equal(blocked.truth.donor_factors, cohort.truth.donor_factors)
+    np.testing.assert_array_equal(blocked.genotypes.dosage, cohort.genotypes.dosage)
+    again = simulate(SimulationConfig.ci(), seed=0, max_block_entries=150 * 40)
+    assert again.data_hash == blocked.data_hash  # deterministic for a seed and a block size
+    for modality in ("rna", "prot"):  # the same distribution: per-feature totals agree within NB noise
+        one, many = (np.asarray(c.counts(modality).sum(axis=0)).ravel() for c in (cohort, blocked))
+        assert blocked.counts(modality).dtype == np.float32 and sp.isspmatrix_csr(blocked.counts(modality))
+        assert np.corrcoef(np.log1p(one), np.log1p(many))[0, 1] > 0.98
+        assert abs(many.sum() / one.sum() - 1) < 0.02
+
+
+def test_default_and_ci_cohorts_are_drawn_in_one_block():
+    # one block = the draws of all cells at once, so the committed runs' cohorts do not depend on blocking
+    for cfg in (SimulationConfig(), SimulationConfig.ci()):
+        assert 1.5 * cfg.n_donors * cfg.mean_cells_per_donor * cfg.n_genes < MAX_BLOCK_ENTRIES
 
 
 def test_overrides_replace_fields_and_unknown_keys_suggest_a_name():
