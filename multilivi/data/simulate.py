@@ -760,12 +760,28 @@ def _draw_counts(
         rna_blocks.append(sp.csr_matrix(rna_counts.astype(np.float32)))
         prot_blocks.append(sp.csr_matrix(prot_counts.astype(np.float32)))
     _check_expected_counts(expected_rna, expected_prot)
-    return _Counts(_stacked(rna_blocks), _stacked(prot_blocks), moments.variance_shares(), len(rna_blocks))
+    n_blocks = len(rna_blocks)
+    return _Counts(_stacked(rna_blocks), _stacked(prot_blocks), moments.variance_shares(), n_blocks)
 
 
 def _stacked(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
-    """The blocks' rows one after another (the block itself when there is one)."""
-    return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+    """The blocks' rows one after another (the block itself when there is one); empties ``blocks``.
+
+    Values, then column indices, are joined and the blocks' copies dropped in turn, so the join
+    holds at most 1.5x the counts (``scipy.sparse.vstack`` holds 2x).
+    """
+    if len(blocks) == 1:
+        return blocks.pop()
+    shape = (sum(b.shape[0] for b in blocks), blocks[0].shape[1])
+    row_nnz = np.concatenate([np.diff(b.indptr) for b in blocks])
+    indptr = np.concatenate([[0], np.cumsum(row_nnz, dtype=np.int64)])
+    values, columns = [b.data for b in blocks], [b.indices for b in blocks]
+    blocks.clear()
+    data = np.concatenate(values)
+    del values
+    indices = np.concatenate(columns)
+    del columns
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 
 class _ColumnMoments:
