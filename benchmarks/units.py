@@ -97,6 +97,7 @@ class Scorer:
                 engine=self.args.engine,
                 test=self.args.test,
                 n_probe_seeds=self.args.probe_seeds,
+                scib=getattr(self.args, "scib", False),
                 seed=seed,
                 fdr=self.args.fdr,
             )

@@ -5,6 +5,7 @@ registries of :mod:`multilivi.eval.metrics` and :mod:`multilivi.eval.task_runner
 """
 
 from multilivi.eval import programs as _program_tasks  # noqa: F401  (programs, loci, hits)
+from multilivi.eval import scib as _scib_task  # noqa: F401  (scIB metrics, opt-in)
 from multilivi.eval import tasks as _builtin_tasks  # noqa: F401  (declares the built-in metrics)
 from multilivi.eval.association import AssociationResult, fit_null, lmm_scan, rank_inverse_normal
 from multilivi.eval.embedding_plots import plot_umap_grid, umap_coordinates

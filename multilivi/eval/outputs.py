@@ -81,6 +81,8 @@ class EvalContext:
     n_probe_seeds: int = 5
     probe_max_cells: int | None = 20_000
     seed: int = 0
+    batches: np.ndarray | None = None  # (n_cells,) batch of every cell, None when the cohort has none
+    scib: bool = False  # run the scIB metrics (needs scib-metrics)
 
     @classmethod
     def from_cohort(cls, cohort: Cohort, heldout_idx: np.ndarray, **settings: Any) -> EvalContext:
@@ -95,5 +97,6 @@ class EvalContext:
             kinship=None if cohort.kinship is None else cohort.kinship.to_numpy(),
             donor_covariates=cohort.donor_covariates,
             truth=cohort.truth,
+            batches=cohort.labels("batch"),
             **settings,
         )

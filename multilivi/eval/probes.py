@@ -139,9 +139,16 @@ def _checked_subsample(
     if not np.isfinite(view).all():
         raise ValueError("view contains NaN or inf; probes need finite embeddings")
     if max_cells is not None and view.shape[0] > max_cells:
-        keep = np.sort(np.random.default_rng(seed).choice(view.shape[0], max_cells, replace=False))
+        keep = subsample_cells(view.shape[0], max_cells, seed)
         view, labels = view[keep], labels[keep]
     return view, labels
+
+
+def subsample_cells(n_cells: int, max_cells: int | None, seed: int) -> NDArray[np.intp]:
+    """Sorted positions of the cells a probe uses: a fixed-seed subsample of ``max_cells``, else all."""
+    if max_cells is None or n_cells <= max_cells:
+        return np.arange(n_cells)
+    return np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
 
 
 def _without_single_cell_classes(

@@ -13,6 +13,7 @@ arrows. Headers, directions and counts come from the metric registry (:mod:`mult
 """
 
 from multilivi.eval.report import interpretation as _interpretation  # noqa: F401  (programs, hits)
+from multilivi.eval.report import scib_section as _scib_section  # noqa: F401  (scIB metrics)
 from multilivi.eval.report import sections as _builtin_sections  # noqa: F401  (registers the sections)
 from multilivi.eval.report import verdict as _verdict  # noqa: F401  (the answer first)
 from multilivi.eval.report.baseline import DOWN, SAME, UP, arrow, choose_baseline, compare_to_baseline
