@@ -335,7 +335,7 @@ class ModelBase:
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(config.seed)
             module = self._build_module(config, n_features, cohort.n_donors).to(device)
-        data = CellBatches({m: cohort.counts(m)[rows] for m in self.modalities}, cohort.donor_index[rows])
+        data = CellBatches({m: cohort.counts(m) for m in self.modalities}, cohort.donor_index[rows], rows)
         logger.info("fitting %s on %d cells, %d donors, %s", self.family, len(rows), cohort.n_donors, device)
         start = time.perf_counter()
         history = fit_module(module, data, config, device)
@@ -495,7 +495,7 @@ class ModelBase:
         _same_names("donors", self.donor_names_, cohort.donor_names, ordered=False)
         rows = np.arange(cohort.n_cells) if idx is None else _positions(cohort, idx, "idx")
         donor = self.donor_names_.get_indexer(cohort.donor_names)[cohort.donor_index[rows]]
-        return CellBatches({m: cohort.counts(m)[rows] for m in self.modalities}, donor)
+        return CellBatches({m: cohort.counts(m) for m in self.modalities}, donor, rows)
 
 
 def _positions(cohort: Cohort, idx: np.ndarray, name: str) -> np.ndarray:

@@ -87,33 +87,51 @@ DENSE_CACHE_BYTES = 256 * 2**20  # counts up to this size (dense float32) are de
 class CellBatches:
     """Counts of a set of cells, served as dense float32 minibatches on a device.
 
-    Counts whose dense float32 form fits in ``DENSE_CACHE_BYTES`` are densified once (the same
-    values, served without a per-step scatter); larger ones stay CSR and each minibatch is densified
-    on demand, so memory follows the batch, not the cohort.
+    The cells are rows ``rows`` of the given matrices, read in place (no copy of the counts).
+    Counts of those cells whose dense float32 form fits in ``DENSE_CACHE_BYTES`` are densified
+    once (the same values, served without a per-step scatter); larger ones stay CSR and each
+    minibatch is densified on demand, so memory follows the batch, not the cohort.
 
     Parameters
     ----------
     counts
-        One CSR matrix (n_cells, n_features_m) per modality, float32.
+        One CSR matrix (n_rows, n_features_m) per modality, float32.
     donor
-        Array (n_cells,) of donor positions (rows of the model's D and V).
+        Array (n_cells,) of donor positions (rows of the model's D and V) of the served cells.
+    rows
+        Array (n_cells,) of the served cells' rows in ``counts``; all rows when None.
     """
 
-    def __init__(self, counts: dict[str, sp.csr_matrix], donor: np.ndarray) -> None:
+    def __init__(
+        self, counts: dict[str, sp.csr_matrix], donor: np.ndarray, rows: np.ndarray | None = None
+    ) -> None:
         self.counts = {m: sp.csr_matrix(x, dtype=np.float32) for m, x in counts.items()}
-        self.library = {m: np.asarray(x.sum(axis=1), dtype=np.float32) for m, x in self.counts.items()}
+        n_rows = next(iter(self.counts.values())).shape[0]
+        self.positions = np.arange(n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.library = {
+            m: np.asarray(x.sum(axis=1), dtype=np.float32)[self.positions] for m, x in self.counts.items()
+        }
         self.donor = np.asarray(donor, dtype=np.int64)
         self.n_cells = len(self.donor)
+        if self.positions.shape != (self.n_cells,):
+            raise ValueError(f"{self.positions.size} rows for {self.n_cells} donors; pass one row per cell")
         dense_bytes = 4 * self.n_cells * sum(x.shape[1] for x in self.counts.values())
         self.dense = (
-            {m: x.toarray() for m, x in self.counts.items()} if dense_bytes <= DENSE_CACHE_BYTES else None
+            {m: self._csr_rows(x).toarray() for m, x in self.counts.items()}
+            if dense_bytes <= DENSE_CACHE_BYTES
+            else None
         )
 
+    def _csr_rows(self, x: sp.csr_matrix, cells: np.ndarray | None = None) -> sp.csr_matrix:
+        """Rows of ``x`` of the served cells ``cells`` (positions among them; all when None)."""
+        rows = self.positions if cells is None else self.positions[cells]
+        return x if rows.size == x.shape[0] and (rows == np.arange(x.shape[0])).all() else x[rows]
+
     def rows(self, modality: str, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), n_features) dense float32 counts of one modality."""
+        """(len(rows), n_features) dense float32 counts of one modality; ``rows`` index the served cells."""
         if self.dense is not None:
             return self.dense[modality][rows]
-        return self.counts[modality][rows].toarray()
+        return self._csr_rows(self.counts[modality], rows).toarray()
 
     def batch(self, rows: np.ndarray, device: torch.device) -> Batch:
         """Minibatch of the given cell positions."""

@@ -97,6 +97,25 @@ def test_cell_batches_are_dense_counts_with_library_sizes(
     assert batch["donor"].dtype == torch.int64
 
 
+@pytest.mark.parametrize("dense_cache_bytes", [0, 2**40], ids=["csr", "densified once"])
+def test_cell_batches_serve_a_subset_in_place(
+    ci_cohort: Cohort, dense_cache_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("multilivi.models.train.DENSE_CACHE_BYTES", dense_cache_bytes)
+    x = ci_cohort.counts("rna")
+    subset = np.random.default_rng(0).permutation(ci_cohort.n_cells)[:300]
+    data = CellBatches({"rna": x}, ci_cohort.donor_index[subset], subset)
+    copied = CellBatches({"rna": x[subset]}, ci_cohort.donor_index[subset])
+    assert data.n_cells == 300 and np.shares_memory(data.counts["rna"].data, x.data)  # no copy of the counts
+    cpu = torch.device("cpu")
+    for ours, theirs in zip(data.in_order(64, cpu), copied.in_order(64, cpu)):
+        np.testing.assert_array_equal(ours["x"]["rna"].numpy(), theirs["x"]["rna"].numpy())
+        np.testing.assert_array_equal(ours["library"]["rna"].numpy(), theirs["library"]["rna"].numpy())
+        np.testing.assert_array_equal(ours["donor"].numpy(), theirs["donor"].numpy())
+    with pytest.raises(ValueError, match="one row per cell"):
+        CellBatches({"rna": x}, ci_cohort.donor_index[:10], subset)
+
+
 def test_set_stage_switches_trainable_groups_and_donor_terms(ci_cohort: Cohort) -> None:
     config = LIVIConfig(encoder_hidden=(8,), n_latent=3, n_dxc=2, n_v=1)
     module = SharedLatentModule(config, {"rna": 150}, ci_cohort.n_donors, {"rna": 1.0}, {"rna": "nb"})
