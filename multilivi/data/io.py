@@ -199,7 +199,9 @@ def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".h5ad", ".h5mu"):
-        raise ValueError(f"{path}: cells are read from a .h5mu (MuData) or .h5ad (AnnData) file, not {suffix!r}")
+        raise ValueError(
+            f"{path}: cells are read from a .h5mu (MuData) or .h5ad (AnnData) file, not {suffix!r}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"no file {path}")
     try:
