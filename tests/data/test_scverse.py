@@ -260,7 +260,8 @@ def test_read_cohort_file_with_plink_and_donor_tables(tmp_path, parts, suffix):
     (adata if suffix == ".h5ad" else md.MuData({"rna": adata})).write(path)
     donors = sorted(parts.obs["donor"].unique())
     write_plink(make_genotypes(donors), tmp_path / "geno")
-    pd.DataFrame({"age": np.arange(N_DONORS, dtype=float)}, index=donors).to_csv(tmp_path / "cov.tsv", sep="\t")
+    covariates = pd.DataFrame({"age": np.arange(N_DONORS, dtype=float)}, index=donors)
+    covariates.to_csv(tmp_path / "cov.tsv", sep="\t")
     cohort = read_cohort_file(path, genotypes=tmp_path / "geno", covariates=tmp_path / "cov.tsv")
     assert cohort.name == "cells" and cohort.modalities == ("rna", "prot")
     assert cohort.genotypes.n_variants == 60 and list(cohort.donor_covariates.columns) == ["age"]
