@@ -596,7 +596,7 @@ def load_cohort(dataset: str, *, preset: str, donors: str, inputs: CohortInputs 
     config = simulation_config(dataset, preset)
     path = Path(dataset)
     is_file = config is None and path.suffix.lower() in CELL_FILES
-    is_folder = config is None and not is_file and path.is_dir()
+    is_folder = config is None and not is_file and path.exists()  # a folder (Cohort.read refuses a file)
     if not (is_file or is_folder):
         given = inputs.given(*DONOR_FILE_OPTIONS, *CELL_OPTIONS)
         if given:
@@ -609,8 +609,18 @@ def load_cohort(dataset: str, *, preset: str, donors: str, inputs: CohortInputs 
 
         return simulate(config, seed=0)
     if is_file:
-        from multilivi.data.io import read_cohort_file
+        from multilivi.data.io import GENOTYPES_PREFIX, read_cohort_file
 
+        beside = path.parent / f"{GENOTYPES_PREFIX}.bed"
+        if inputs.genotypes is None and beside.exists():
+            logger.warning(
+                "%s is read without genotypes, although %s lies beside it: pass --dataset %s for the "
+                "cohort folder, or --genotypes %s",
+                path,
+                beside.name,
+                path.parent,
+                beside.with_suffix(""),
+            )
         return read_cohort_file(
             path,
             genotypes=inputs.genotypes,

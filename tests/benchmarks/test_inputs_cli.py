@@ -159,3 +159,11 @@ def test_each_evaluation_task_logs_its_time(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("task first of toy-model: ") and m.endswith(" s") for m in messages)
     assert any(m.startswith("task second failed for toy-model after ") for m in messages)
+
+
+def test_the_h5mu_of_a_cohort_folder_read_as_a_file_warns_of_the_genotypes_beside_it(tmp_path, caplog):
+    mdata = make_mdata(n_cells=48, n_genes=10, n_proteins=None, n_donors=4)
+    Cohort(mdata, genotypes=make_genotypes(sorted(mdata.obs["donor"].unique()))).write(tmp_path / "c")
+    cohort = compare.cohort_of(parsed("--dataset", str(tmp_path / "c" / "cohort.h5mu")))
+    assert cohort.genotypes is None
+    assert any("genotypes.bed lies beside it" in r.getMessage() for r in caplog.records)
