@@ -25,14 +25,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from benchmarks import gate
 from benchmarks.presets import DEFAULT_REPLICATES, LR_TUNING, PRESETS
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from benchmarks.runner import Entry
     from benchmarks.units import Umaps, Unit, UnitResult
     from multilivi.data import Cohort
@@ -47,7 +46,9 @@ PARTIAL_SCORES = "scores.partial.csv"  # the scores so far, while a run is under
 THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
 TORCH_THREADS_ENV = "MULTILIVI_TORCH_THREADS"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DEFAULT_FDR = 0.05  # multilivi.eval.outputs.DEFAULT_FDR, written here so that --help imports no model code
+# defaults of modules that --help must not import (numpy, pandas, torch...), written here; a test checks them
+DEFAULT_FDR = 0.05  # multilivi.eval.outputs.DEFAULT_FDR
+FIRST_BASELINE_SEED, N_BASELINE_SEEDS, MIN_BASELINE_SEEDS = 100, 20, 10  # benchmarks.gate's
 
 EPILOG = f"""\
 model specs:
@@ -197,9 +198,8 @@ class CohortInputs:
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> CohortInputs:
-        """The input options of parsed arguments (none for arguments parsed before they existed)."""
-        names = [f for f in cls.__dataclass_fields__ if hasattr(args, f)]
-        return cls(**{f: getattr(args, f) for f in names})
+        """The input options of arguments parsed by :func:`build_parser`."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
     def given(self, *fields: str) -> list[str]:
         """Options (as written on the command line) among ``fields`` that were given."""
@@ -238,16 +238,15 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         "--update-baseline",
         type=Path,
         metavar="BASELINE",
-        help=f"rewrite BASELINE from runs at --baseline-seeds seeds {gate.FIRST_BASELINE_SEED}, "
-        f"{gate.FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
+        help=f"rewrite BASELINE from runs at --baseline-seeds seeds {FIRST_BASELINE_SEED}, "
+        f"{FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
     )
     parser.add_argument(
         "--baseline-seeds",
         type=int,
-        default=gate.N_BASELINE_SEEDS,
+        default=N_BASELINE_SEEDS,
         metavar="N",
-        help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; "
-        f"at least {gate.MIN_BASELINE_SEEDS})",
+        help=f"seeds of --update-baseline (default: {N_BASELINE_SEEDS}; at least {MIN_BASELINE_SEEDS})",
     )
     parser.add_argument(
         "--jobs",
@@ -316,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from benchmarks import gate
     from benchmarks.runner import default_cache_dir, prepare, resolve_spec
 
     torch.set_num_threads(args.torch_threads)
@@ -390,9 +390,9 @@ def control_names(args: argparse.Namespace, cohort: Cohort) -> list[str]:
 
 def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequence[str]) -> None:
     """Refuse options that cannot work before anything loads; ``--baseline`` becomes a model name."""
-    if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
+    if args.update_baseline and args.baseline_seeds < MIN_BASELINE_SEEDS:
         raise ValueError(
-            f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
+            f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {MIN_BASELINE_SEEDS}"
         )
     if args.replicates is None:
         args.replicates = DEFAULT_REPLICATES[args.preset]
@@ -411,6 +411,8 @@ def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequ
 
 def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) -> None:
     """Run the comparison at the baseline seeds and write the baseline file."""
+    from benchmarks import gate
+
     seeds = list(range(gate.FIRST_BASELINE_SEED, gate.FIRST_BASELINE_SEED + args.baseline_seeds))
     runs = scores_at_seeds(args, seeds, jobs=args.jobs or 1, cohort=cohort)
     runs = {seed: scores.loc[scores["model"].isin(names)] for seed, scores in runs.items()}  # no controls
@@ -421,6 +423,8 @@ def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) 
 
 def check(scores: pd.DataFrame, baseline: dict[str, Any], names: list[str], *, path: Path) -> int:
     """Apply the regression gate to this run's scores; 1 when a gated metric regressed."""
+    from benchmarks import gate
+
     violations = gate.check_against(scores, baseline, models=names)
     if violations:
         print(f"regression gate: {len(violations)} metrics worse than {path}:", file=sys.stderr)
@@ -509,6 +513,8 @@ def run(
 
 def scores_table(results: dict[Unit, UnitResult], seeds: Sequence[int]) -> pd.DataFrame:
     """The score rows of ``results`` by replicate, then entry (one order whatever the processes)."""
+    import pandas as pd
+
     from multilivi.eval.results import scores_frame
 
     tables = []
@@ -534,6 +540,8 @@ def write_run_folder(
     args: argparse.Namespace,
 ) -> None:
     """``scores.csv``, ``results.json`` and (given replicate 0's results and UMAPs) the report."""
+    import numpy as np
+
     from multilivi.eval.report import write_report
     from multilivi.eval.results import write_scores
 
@@ -683,6 +691,8 @@ def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, 
 
 def umap_figures(umaps: dict[str, Umaps], cohort: Cohort) -> dict[str, Any]:
     """UMAP grids of every model's views coloured by cell type (``umap_grid``), subtype and donor."""
+    import numpy as np
+
     from multilivi.eval.embedding_plots import umap_label_grids
 
     columns = [c for c in ("cell_type", "cell_subtype", "donor") if cohort.labels(c) is not None]

@@ -29,15 +29,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import threadpoolctl
+import torch
+from scipy import stats
 
 from multilivi.atomic import atomic_write_json
-
-if TYPE_CHECKING:  # multilivi.eval (and scipy, torch) load where used: the CLI's --help reads this module
-    from multilivi.eval.metrics import Metric
+from multilivi.eval.metrics import Metric, find
+from multilivi.eval.replicates import summarise
 
 SCHEMA_VERSION = 2
 FAMILY_ALPHA = 0.01
@@ -83,8 +85,6 @@ def gated_rows(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _gated(task: str, metric: str) -> Metric | None:
-    from multilivi.eval.metrics import find
-
     declared = find(task, metric)
     return declared if declared is not None and declared.gated and declared.name == metric else None
 
@@ -105,8 +105,6 @@ def acceptable_range(
     n_new
         Replicates the checked value is the mean of (the bound is for that mean).
     """
-    from scipy import stats  # here, not at import: the CLI's --help does not load scipy.stats
-
     n = len(values)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     tolerance = max(REL_TOLERANCE * abs(mean), 1.0 if metric.count else 0.01)
@@ -206,9 +204,6 @@ def _shown(bound: float | None) -> str:
 
 def machine() -> dict[str, Any]:
     """Where a baseline was built: CPU model, thread counts and the numeric libraries' versions."""
-    import threadpoolctl
-    import torch
-
     return {
         "cpu": _cpu_model(),
         "arch": platform.machine(),
@@ -287,8 +282,6 @@ def check_against(
     scores: pd.DataFrame, baseline: dict[str, Any], *, models: Sequence[str]
 ) -> list[Violation]:
     """Gated metrics of ``scores`` that are worse than the baseline's bound, or missing."""
-    from multilivi.eval.replicates import summarise
-
     check_models(baseline, models)
     observed = gated_rows(summarise(scores)).set_index(list(KEY))
     violations = []

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from cohort_factories import make_genotypes, make_mdata
 
-from benchmarks import compare
+from benchmarks import compare, gate
 from multilivi.data import Cohort
 from multilivi.data.io import write_plink
 from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
@@ -98,8 +98,14 @@ def test_every_requested_model_skipped_exits_non_zero_naming_why(tmp_path, capsy
     assert "dmlivi-50: dmlivi needs modality 'prot'" in err and "obsm['protein_expression']" in err
 
 
-def test_the_fdr_default_is_the_evaluation_default():
-    assert parsed().fdr == DEFAULT_FDR
+def test_the_defaults_written_in_the_cli_are_those_of_their_modules():
+    assert compare.DEFAULT_FDR == DEFAULT_FDR and parsed().fdr == DEFAULT_FDR
+    assert (compare.FIRST_BASELINE_SEED, compare.N_BASELINE_SEEDS, compare.MIN_BASELINE_SEEDS) == (
+        gate.FIRST_BASELINE_SEED,
+        gate.N_BASELINE_SEEDS,
+        gate.MIN_BASELINE_SEEDS,
+    )
+    assert parsed().baseline_seeds == gate.N_BASELINE_SEEDS
 
 
 # ------------------------------------------------------------------------------------- --help
