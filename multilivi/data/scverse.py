@@ -193,13 +193,15 @@ def _protein_from_obsm(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnDat
                 f"{x.shape[1]} columns; give one name per column"
             )
     prot = ad.AnnData(X=x, obs=pd.DataFrame(index=adata.obs_names.copy()), var=pd.DataFrame(index=names))
+    obsm = {k: v for k, v in adata.obsm.items() if k != PROTEIN_OBSM}  # once: a written cohort reads back
+    rna = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers=dict(adata.layers), obsm=obsm)
     logger.info(
         "%s.obsm[%r] read as the 'prot' modality (%d proteins; scvi-tools' convention)",
         key,
         PROTEIN_OBSM,
         prot.n_vars,
     )
-    return {**modalities, PROT: prot}
+    return {**modalities, key: rna, PROT: prot}
 
 
 def _counts_from_layers(

@@ -87,6 +87,17 @@ def test_protein_expression_dataframe_becomes_prot(parts, caplog):
     assert "obsm['protein_expression'] read as the 'prot' modality (4 proteins" in messages(caplog)
 
 
+def test_a_converted_cohort_reads_back(parts, tmp_path):
+    adata = rna_anndata(parts)
+    adata.obsm["protein_expression"] = pd.DataFrame(
+        dense(parts["prot"].X), index=adata.obs_names, columns=parts["prot"].var_names
+    )
+    Cohort(adata).write(tmp_path / "c")
+    back = Cohort.read(tmp_path / "c")
+    assert back.modalities == ("rna", "prot")
+    np.testing.assert_array_equal(back.counts("prot").toarray(), dense(parts["prot"].X))
+
+
 def test_protein_expression_array_is_named_by_uns(parts):
     adata = rna_anndata(parts)
     adata.obsm["protein_expression"] = dense(parts["prot"].X)
