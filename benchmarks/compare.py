@@ -2,11 +2,15 @@
 
 Wiring only: parse the command line, load the cohort, prepare specs, compute each model's outputs
 (cached), run the task table, write the run folder and the report, and apply the regression gate.
+
+torch, anndata, mudata, scikit-learn, umap and matplotlib are imported where they are used, after
+the command line is parsed, so that ``--help`` and a refused option answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -19,33 +23,21 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import torch
-
-from benchmarks import gate
 from benchmarks.presets import DEFAULT_REPLICATES, LR_TUNING, PRESETS
-from benchmarks.runner import (
-    Entry,
-    default_cache_dir,
-    model_info,
-    prepare,
-    resolve_spec,
-    write_outputs,
-)
-from benchmarks.units import Scorer, Umaps, Unit, UnitResult, score_units, view_umaps
 from multilivi.atomic import atomic_group, atomic_write, atomic_write_json
-from multilivi.data import Cohort
-from multilivi.data.simulate import SimulationConfig, simulate
-from multilivi.eval.embedding_plots import umap_label_grids
-from multilivi.eval.fdr import qq_plot
-from multilivi.eval.outputs import DEFAULT_FDR, ModelOutputs
-from multilivi.eval.programs import write_file_artefacts
-from multilivi.eval.report import write_report
-from multilivi.eval.results import scores_frame, write_scores
-from multilivi.eval.task_runner import TaskRun
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.runner import Entry
+    from benchmarks.units import Umaps, Unit, UnitResult
+    from multilivi.data import Cohort
+    from multilivi.data.simulate import SimulationConfig
+    from multilivi.eval.outputs import ModelOutputs
+    from multilivi.eval.task_runner import TaskRun
 
 logger = logging.getLogger("benchmarks.compare")
 
@@ -54,6 +46,9 @@ PARTIAL_SCORES = "scores.partial.csv"  # the scores so far, while a run is under
 THESIS_SWEEP = "livi mslivi-50 mslivi-100 mslivi-200 dmlivi-50 dmlivi-100 dmlivi-200"
 TORCH_THREADS_ENV = "MULTILIVI_TORCH_THREADS"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# defaults of modules that --help must not import (numpy, pandas, torch...), written here; a test checks them
+DEFAULT_FDR = 0.05  # multilivi.eval.outputs.DEFAULT_FDR
+FIRST_BASELINE_SEED, N_BASELINE_SEEDS, MIN_BASELINE_SEEDS = 100, 20, 10  # benchmarks.gate's
 
 EPILOG = f"""\
 model specs:
@@ -73,6 +68,8 @@ examples:
   python -m benchmarks.compare --models livi emb:scvi.h5ad#X_scVI:donor_factors=factors.csv
   python -m benchmarks.compare --dataset liu2021 --models livi mslivi-50 dmlivi-50
   python -m benchmarks.compare --dataset my_cohort/ --preset paper   # cohort.h5mu + genotypes.bed/bim/fam
+  python -m benchmarks.compare --dataset cite.h5ad --genotypes plink/chr_all --donor-key individual \
+      --counts-layer counts                          # one AnnData (or .h5mu) + a PLINK prefix
   python -m benchmarks.compare --preset ci --check benchmarks/baselines/ci.json
 """
 
@@ -99,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset",
         default="sim",
-        help="sim (simulated, sized by the preset), sim-ci, liu2021, liu2021-null, or a "
-        "cohort folder (cohort.h5mu + genotypes.{bed,bim,fam}) (default: sim)",
+        help="sim (simulated, sized by the preset), sim-ci, liu2021, liu2021-null, a "
+        "cohort folder (cohort.h5mu + genotypes.{bed,bim,fam}), or one .h5mu / .h5ad file of cells "
+        "(with --genotypes for association) (default: sim)",
     )
     parser.add_argument(
         "--preset", default="quick", choices=sorted(PRESETS), help="training budget (default: quick)"
@@ -134,9 +132,97 @@ def build_parser() -> argparse.ArgumentParser:
         "raise it for --preset paper)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_input_options(parser)
     add_gate_options(parser)
     add_evaluation_options(parser)
     return parser
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """How a cohort given as a file or folder is read: donor files, obs columns, counts."""
+    group = parser.add_argument_group(
+        "cohort files and folders",
+        "for --dataset FILE.h5mu|FILE.h5ad (donor files too) or a cohort folder (the other options)",
+    )
+    group.add_argument(
+        "--genotypes", metavar="PREFIX", help="PLINK 1 genotypes PREFIX.{bed,bim,fam} (default: none)"
+    )
+    group.add_argument("--kinship", type=Path, metavar="FILE", help="donors x donors kinship (.tsv/.csv)")
+    group.add_argument(
+        "--covariates", type=Path, metavar="FILE", help="donors x covariates, numeric (.tsv/.csv)"
+    )
+    labels = {"donor": "donor", "cell-type": "cell_type", "subtype": "cell_subtype", "batch": "batch"}
+    for label, default in labels.items():
+        group.add_argument(
+            f"--{label}-key",
+            type=_obs_column,
+            metavar="COLUMN",
+            help=f"obs column of the cells' {label.replace('-', ' ')} (default: {default}"
+            + ("" if label == "donor" else "; none: leave it out, skipping the tasks that need it")
+            + ")",
+        )
+    group.add_argument(
+        "--counts-layer",
+        metavar="LAYER|MOD=LAYER,...",
+        help="layer holding the raw counts: one name for every modality that has it, or per modality "
+        "(rna=counts,prot=counts) (default: X)",
+    )
+    group.add_argument(
+        "--round-counts",
+        action="store_true",
+        help="round float counts within 1e-4 of integers (e.g. after a CSV or R round trip)",
+    )
+
+
+NO_COLUMN = ""  # --cell-type-key none (and the like): leave the annotation out
+
+
+def _obs_column(text: str) -> str:
+    """An obs column name, or :data:`NO_COLUMN` for ``none``."""
+    return NO_COLUMN if text.lower() == "none" else text
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortInputs:
+    """The input options of a run (those not given are None): how its cohort file or folder is read."""
+
+    genotypes: str | None = None
+    kinship: Path | None = None
+    covariates: Path | None = None
+    donor_key: str | None = None
+    cell_type_key: str | None = None
+    subtype_key: str | None = None
+    batch_key: str | None = None
+    counts_layer: str | None = None
+    round_counts: bool = False
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> CohortInputs:
+        """The input options of arguments parsed by :func:`build_parser`."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    def given(self, *fields: str) -> list[str]:
+        """Options (as written on the command line) among ``fields`` that were given."""
+        return [f"--{f.replace('_', '-')}" for f in fields if getattr(self, f) not in (None, False)]
+
+    def cohort_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~multilivi.data.Cohort` for the key and counts options."""
+        from multilivi.data import ObsKeys
+        from multilivi.data.scverse import parse_counts_layer
+
+        if self.donor_key == NO_COLUMN:
+            raise ValueError("--donor-key none: every cell needs a donor; name the donor column")
+        given = {
+            "donor": self.donor_key,
+            "cell_type": self.cell_type_key,
+            "cell_subtype": self.subtype_key,
+            "batch": self.batch_key,
+        }
+        keys = dataclasses.replace(ObsKeys(), **{k: c or None for k, c in given.items() if c is not None})
+        kwargs: dict[str, Any] = {"keys": keys, "round_counts": self.round_counts}
+        if self.counts_layer is not None:
+            kwargs["counts_layer"] = parse_counts_layer(self.counts_layer)
+        return kwargs
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -152,16 +238,15 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         "--update-baseline",
         type=Path,
         metavar="BASELINE",
-        help=f"rewrite BASELINE from runs at --baseline-seeds seeds {gate.FIRST_BASELINE_SEED}, "
-        f"{gate.FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
+        help=f"rewrite BASELINE from runs at --baseline-seeds seeds {FIRST_BASELINE_SEED}, "
+        f"{FIRST_BASELINE_SEED + 1}, ... (never a check seed)",
     )
     parser.add_argument(
         "--baseline-seeds",
         type=int,
-        default=gate.N_BASELINE_SEEDS,
+        default=N_BASELINE_SEEDS,
         metavar="N",
-        help=f"seeds of --update-baseline (default: {gate.N_BASELINE_SEEDS}; "
-        f"at least {gate.MIN_BASELINE_SEEDS})",
+        help=f"seeds of --update-baseline (default: {N_BASELINE_SEEDS}; at least {MIN_BASELINE_SEEDS})",
     )
     parser.add_argument(
         "--jobs",
@@ -234,6 +319,11 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
+    from benchmarks import gate
+    from benchmarks.runner import default_cache_dir, prepare, resolve_spec
+
     torch.set_num_threads(args.torch_threads)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
     try:
@@ -244,9 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if baseline is not None:
             for seed in range(args.seed, args.seed + args.replicates):
                 gate.check_models(baseline, names, seed=seed)
-        cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
+        cohort = cohort_of(args)
         controls = [resolve_spec(raw) for raw in control_names(args, cohort)]
         entries = prepare([*specs, *controls], cohort, preset=args.preset, seed=args.seed)
+        check_something_runs(entries[: len(specs)], cohort)
         out = args.out or default_run_folder(cohort)
         check_writable(out, what="run folder", option="--out DIR")
         if args.update_baseline:
@@ -281,6 +372,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def check_something_runs(requested: Sequence[Entry], cohort: Cohort) -> None:
+    """Refuse a run in which every requested model is skipped, naming why each is."""
+    if not requested or not all(e.skip_reason for e in requested):
+        return
+    reasons = "; ".join(f"{e.name}: {e.skip_reason}" for e in requested)
+    hint = ""
+    if not cohort.has_protein:
+        hint = (
+            "; protein counts are read from a 'prot' (or 'adt') modality, Antibody Capture features in "
+            "var['feature_types'], or obsm['protein_expression']"
+        )
+    raise ValueError(f"every requested model is skipped ({reasons}){hint}")
+
+
 def control_names(args: argparse.Namespace, cohort: Cohort) -> list[str]:
     """The controls of the run: the random embedding always, the truth on a simulated cohort."""
     if not args.controls:
@@ -291,9 +396,9 @@ def control_names(args: argparse.Namespace, cohort: Cohort) -> list[str]:
 
 def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequence[str]) -> None:
     """Refuse options that cannot work before anything loads; ``--baseline`` becomes a model name."""
-    if args.update_baseline and args.baseline_seeds < gate.MIN_BASELINE_SEEDS:
+    if args.update_baseline and args.baseline_seeds < MIN_BASELINE_SEEDS:
         raise ValueError(
-            f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {gate.MIN_BASELINE_SEEDS}"
+            f"--baseline-seeds {args.baseline_seeds}: a baseline needs at least {MIN_BASELINE_SEEDS}"
         )
     if args.replicates is None:
         args.replicates = DEFAULT_REPLICATES[args.preset]
@@ -319,6 +424,8 @@ def check_options(args: argparse.Namespace, names: list[str], *, raw_specs: Sequ
 
 def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) -> None:
     """Run the comparison at the baseline seeds and write the baseline file."""
+    from benchmarks import gate
+
     seeds = list(range(gate.FIRST_BASELINE_SEED, gate.FIRST_BASELINE_SEED + args.baseline_seeds))
     runs = scores_at_seeds(args, seeds, jobs=args.jobs or 1, cohort=cohort)
     runs = {seed: scores.loc[scores["model"].isin(names)] for seed, scores in runs.items()}  # no controls
@@ -329,6 +436,8 @@ def update_baseline(args: argparse.Namespace, cohort: Cohort, names: list[str]) 
 
 def check(scores: pd.DataFrame, baseline: dict[str, Any], names: list[str], *, path: Path) -> int:
     """Apply the regression gate to this run's scores; 1 when a gated metric regressed."""
+    from benchmarks import gate
+
     violations = gate.check_against(scores, baseline, models=names)
     if violations:
         print(f"regression gate: {len(violations)} metrics worse than {path}:", file=sys.stderr)
@@ -343,7 +452,9 @@ def scores_at_seeds(
     args: argparse.Namespace, seeds: Sequence[int], *, jobs: int = 1, cohort: Cohort | None = None
 ) -> dict[int, pd.DataFrame]:
     """Score tables of the comparison of ``args`` at each seed (no run folder), in ``jobs`` processes."""
-    cohort = cohort or load_cohort(args.dataset, preset=args.preset, donors=args.donors)
+    from benchmarks.units import Scorer, Unit, score_units
+
+    cohort = cohort or cohort_of(args)
     scorer = Scorer(
         args, cohort, controls=control_names(args, cohort), out=None, write_outputs=_model_files(args)
     )
@@ -370,6 +481,9 @@ def run(
     probe splits). The (model, replicate) units share ``--jobs`` processes (:mod:`benchmarks.units`);
     replicate 0 alone keeps its outputs for the figures and the per-model files.
     """
+    from benchmarks.units import Scorer, Unit, score_units, view_umaps
+    from multilivi.eval.results import write_scores
+
     seed = args.seed if seed is None else seed
     start = time.perf_counter()
     seeds = [seed + r for r in range(replicates)]
@@ -412,6 +526,10 @@ def run(
 
 def scores_table(results: dict[Unit, UnitResult], seeds: Sequence[int]) -> pd.DataFrame:
     """The score rows of ``results`` by replicate, then entry (one order whatever the processes)."""
+    import pandas as pd
+
+    from multilivi.eval.results import scores_frame
+
     tables = []
     for r, s in enumerate(seeds):
         units = sorted((u for u in results if u.seed == s), key=lambda u: u.entry)
@@ -435,6 +553,11 @@ def write_run_folder(
     args: argparse.Namespace,
 ) -> None:
     """``scores.csv``, ``results.json`` and (given replicate 0's results and UMAPs) the report."""
+    import numpy as np
+
+    from multilivi.eval.report import write_report
+    from multilivi.eval.results import write_scores
+
     figures: dict[str, Any] = {}
     if report is not None:
         kept, umaps = report
@@ -458,6 +581,8 @@ def simulation_config(dataset: str, preset: str) -> SimulationConfig | None:
     """The simulation behind a ``sim*`` dataset name (None for any other dataset)."""
     if dataset not in ("sim", "sim-ci", "sim-default"):
         return None
+    from multilivi.data.simulate import SimulationConfig
+
     small = dataset == "sim-ci" or (dataset == "sim" and preset == "ci")
     return SimulationConfig.ci() if small else SimulationConfig()
 
@@ -473,18 +598,72 @@ def protein_classes(args: argparse.Namespace) -> list[str]:
     return [f"ct{t}_s{last}" for t in range(config.n_protein_only_subtypes)]
 
 
-def load_cohort(dataset: str, *, preset: str, donors: str) -> Cohort:
-    """The cohort named by ``--dataset``: a simulated cohort, a named real dataset, or a folder."""
+CELL_FILES = (".h5mu", ".h5ad")
+DONOR_FILE_OPTIONS = ("genotypes", "kinship", "covariates")
+CELL_OPTIONS = ("donor_key", "cell_type_key", "subtype_key", "batch_key", "counts_layer", "round_counts")
+
+
+def cohort_of(args: argparse.Namespace) -> Cohort:
+    """The cohort of parsed arguments (``--dataset``, ``--donors`` and the input options)."""
+    return load_cohort(args.dataset, preset=args.preset, donors=args.donors, inputs=CohortInputs.of(args))
+
+
+def load_cohort(dataset: str, *, preset: str, donors: str, inputs: CohortInputs = CohortInputs()) -> Cohort:
+    """The cohort named by ``--dataset``: a simulated cohort, a named real dataset, a folder or a file.
+
+    ``inputs`` say how a file (``.h5mu``/``.h5ad``, with donor files) or a folder is read; given for a
+    simulated or named dataset, they are an error.
+    """
     config = simulation_config(dataset, preset)
-    if config is not None:
-        return simulate(config, seed=0)
     path = Path(dataset)
-    if path.exists():
-        return Cohort.read(path, donors=donors)
+    is_file = config is None and path.suffix.lower() in CELL_FILES
+    is_folder = config is None and not is_file and path.exists()  # a folder (Cohort.read refuses a file)
+    if not (is_file or is_folder):
+        given = inputs.given(*DONOR_FILE_OPTIONS, *CELL_OPTIONS)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to a cohort file or folder (--dataset FILE.h5mu|FILE.h5ad|"
+                f"FOLDER), not to the dataset {dataset!r}, whose loader sets them"
+            )
+    if config is not None:
+        from multilivi.data.simulate import simulate
+
+        return simulate(config, seed=0)
+    if is_file:
+        from multilivi.data.io import GENOTYPES_PREFIX, read_cohort_file
+
+        beside = path.parent / f"{GENOTYPES_PREFIX}.bed"
+        if inputs.genotypes is None and beside.exists():
+            logger.warning(
+                "%s is read without genotypes, although %s lies beside it: pass --dataset %s for the "
+                "cohort folder, or --genotypes %s",
+                path,
+                beside.name,
+                path.parent,
+                beside.with_suffix(""),
+            )
+        return read_cohort_file(
+            path,
+            genotypes=inputs.genotypes,
+            kinship=inputs.kinship,
+            covariates=inputs.covariates,
+            donors=donors,
+            **inputs.cohort_kwargs(),
+        )
+    if is_folder:
+        from multilivi.data import Cohort
+
+        file_options = inputs.given(*DONOR_FILE_OPTIONS)
+        if file_options:
+            raise ValueError(
+                f"{', '.join(file_options)} apply to --dataset FILE.h5mu|FILE.h5ad; a cohort folder holds "
+                "its own (genotypes.bed/.bim/.fam, kinship.tsv, donor_covariates.tsv)"
+            )
+        return Cohort.read(path, donors=donors, **inputs.cohort_kwargs())
     if "/" in dataset or "\\" in dataset or path.suffix:
         raise FileNotFoundError(
             f"no cohort folder {path}; --dataset takes a folder with cohort.h5mu + "
-            f"genotypes.{{bed,bim,fam}}, "
+            f"genotypes.{{bed,bim,fam}}, one .h5mu or .h5ad file of cells, "
             "or a dataset name (sim, sim-ci, liu2021, ...)"
         )
     from multilivi.data.datasets import load_dataset
@@ -512,6 +691,9 @@ def check_writable(folder: Path, *, what: str = "run folder", option: str = "--o
 
 def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, *, fdr: float) -> None:
     """Views, donor factors, associations significant at ``fdr`` and training history of one model."""
+    from benchmarks.runner import write_outputs
+    from multilivi.eval.programs import write_file_artefacts
+
     write_outputs(folder, outputs)
     write_file_artefacts(folder, task_run.artefacts)  # hits.parquet, programs.parquet
     for view, result in task_run.artefacts.get("associations", {}).items():
@@ -522,6 +704,10 @@ def write_model_outputs(folder: Path, outputs: ModelOutputs, task_run: TaskRun, 
 
 def umap_figures(umaps: dict[str, Umaps], cohort: Cohort) -> dict[str, Any]:
     """UMAP grids of every model's views coloured by cell type (``umap_grid``), subtype and donor."""
+    import numpy as np
+
+    from multilivi.eval.embedding_plots import umap_label_grids
+
     columns = [c for c in ("cell_type", "cell_subtype", "donor") if cohort.labels(c) is not None]
     blank = np.zeros(cohort.n_cells, dtype=str)
     panels: dict[str, np.ndarray] = {}
@@ -536,6 +722,8 @@ def umap_figures(umaps: dict[str, Umaps], cohort: Cohort) -> dict[str, Any]:
 
 
 def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
+    from multilivi.eval.fdr import qq_plot
+
     by_view: dict[str, dict[str, np.ndarray]] = {}
     for model, task_run in runs.items():
         for view, result in task_run.artefacts.get("associations", {}).items():
@@ -556,6 +744,10 @@ def run_metadata(
     wall_seconds: float,
 ) -> dict[str, Any]:
     """``results.json`` without the scores: the run, the dataset and each model (``outputs`` by name)."""
+    import torch
+
+    from benchmarks.runner import model_info
+
     truth = cohort.truth
     return {
         "schema_version": 1,

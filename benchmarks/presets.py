@@ -16,9 +16,10 @@ warm-up epochs and 16 D factors one or two rare-state programs per cohort stayed
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from multilivi.models import ModelConfig, get_family
+if TYPE_CHECKING:
+    from multilivi.models import ModelConfig
 
 DEFAULT_PRESET = "quick"
 
@@ -126,6 +127,8 @@ def preset_config(family: str, preset: str = DEFAULT_PRESET) -> ModelConfig:
     ValueError
         For an unknown family or preset, or a preset value the family's config has no field for.
     """
+    from multilivi.models import get_family  # here: the CLI reads PRESETS without importing torch
+
     _, config_class = get_family(family)
     values = preset_values(family, preset)
     unknown = sorted(set(values) - {f.name for f in fields(config_class)})

@@ -16,6 +16,7 @@ from benchmarks.kinds import Entry, Spec, resolve
 from benchmarks.kinds.store import default_cache_dir, write_outputs
 from multilivi.data import Cohort
 from multilivi.eval.outputs import ModelOutputs
+from multilivi.models.train import progress_label
 
 __all__ = [
     "Entry",
@@ -58,9 +59,16 @@ def compute_outputs(
     seed: int,
     cache_dir: Path | None,
     progress: bool = True,
+    label: str | None = None,
 ) -> ModelOutputs:
-    """Outputs of one prepared entry, with their provenance (see :meth:`Entry.outputs`)."""
-    return entry.outputs(cohort, train_idx, heldout_idx, seed=seed, cache_dir=cache_dir, progress=progress)
+    """Outputs of one prepared entry, with their provenance (see :meth:`Entry.outputs`).
+
+    ``label`` names its training on the progress bar and the log lines (default: the entry's name).
+    """
+    with progress_label(label or entry.name):
+        return entry.outputs(
+            cohort, train_idx, heldout_idx, seed=seed, cache_dir=cache_dir, progress=progress
+        )
 
 
 def model_info(entry: Entry, outputs: ModelOutputs | None) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class Scorer:
                 seed=unit.seed,
                 cache_dir=cache,
                 progress=not args.quiet,
+                label=f"{entry.name} seed {unit.seed}",
             )
         except Exception as exc:  # one failing model must not lose the others' results
             if args.fail_fast:
@@ -179,11 +180,11 @@ def _init_worker(
 ) -> None:
     """A worker's scorer: the same torch threads and cohort as the parent process."""
     global _WORKER
-    from benchmarks.compare import LOG_FORMAT, load_cohort
+    from benchmarks.compare import LOG_FORMAT, cohort_of
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")  # progress in the log
     torch.set_num_threads(args.torch_threads)  # a spawned worker starts with torch's default
-    cohort = load_cohort(args.dataset, preset=args.preset, donors=args.donors)
+    cohort = cohort_of(args)  # the parent's --dataset and input options
     _WORKER = Scorer(args, cohort, controls=controls, out=out, write_outputs=write_outputs)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +39,7 @@ MODALITY_ALIASES = {
     "cite": PROT,
 }
 LABELS = ("cell_type", "cell_subtype", "batch")
+NEAR_INTEGER = 1e-4  # float counts at most this far from integers are offered rounding
 GeneticsOrigin = Literal["measured", "simulated", "semi-synthetic", "none"]
 """Where a cohort's genotypes come from (:attr:`Cohort.genetics`)."""
 
@@ -62,7 +65,9 @@ class Cohort:
     ----------
     mdata
         MuData with modality ``rna`` (required) and ``prot`` (optional) of raw integer counts over one
-        shared set of cells. Common aliases (``adt``, ``gex``, ``protein``...) are renamed.
+        shared set of cells. Common aliases (``adt``, ``gex``, ``protein``...) are renamed. An AnnData
+        is the ``rna`` modality, split by ``var['feature_types']`` when it holds antibodies too, with
+        ``obsm['protein_expression']`` as ``prot`` (:func:`multilivi.data.scverse.cohort_mudata`).
     genotypes
         Donor genotypes; optional (association tasks are then skipped).
     kinship
@@ -85,11 +90,16 @@ class Cohort:
         cohort), ``"semi-synthetic"`` (simulated genotypes for real donors, set by the dataset loader) or
         ``"none"`` (no genotypes). Default: ``"none"`` without genotypes, else ``"simulated"`` when a
         ground truth is given (only simulations have one) and ``"measured"`` otherwise.
+    counts_layer
+        Layer holding the raw counts (``"counts"``: every modality that has it; or ``{modality:
+        layer}``); None: ``X`` holds them.
+    round_counts
+        Round float counts within 1e-4 of integers (e.g. after a CSV or R round trip; logged).
     """
 
     def __init__(
         self,
-        mdata: md.MuData,
+        mdata: md.MuData | ad.AnnData,
         *,
         genotypes: Genotypes | None = None,
         kinship: pd.DataFrame | None = None,
@@ -100,12 +110,12 @@ class Cohort:
         donors: Literal["strict", "intersect"] = "strict",
         name: str = "cohort",
         genetics: GeneticsOrigin | None = None,
+        counts_layer: str | Mapping[str, str] | None = None,
+        round_counts: bool = False,
     ) -> None:
-        if not isinstance(mdata, md.MuData):
-            raise TypeError(
-                f"mdata must be a mudata.MuData, got {type(mdata).__name__}; wrap AnnData as "
-                "MuData({'rna': adata_rna, 'prot': adata_prot})"
-            )
+        from multilivi.data.scverse import cohort_mudata  # it builds on this module's names
+
+        mdata = cohort_mudata(mdata, counts_layer=counts_layer, round_counts=round_counts)
         if donors not in ("strict", "intersect"):
             raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
         modalities = _canonical_modalities(mdata)
@@ -304,11 +314,8 @@ def _canonical_obs(mdata: md.MuData, rna: ad.AnnData, keys: ObsKeys) -> pd.DataF
             for candidate in (key, f"rna:{key}"):
                 if candidate in frame.columns and canonical not in obs.columns:
                     obs[canonical] = frame[candidate].to_numpy()
-        if canonical == "donor" and "donor" not in obs.columns:
-            raise ValueError(
-                f"no donor column {key!r} in the cell annotations (obs columns: {list(mdata.obs.columns)}); "
-                "pass keys=ObsKeys(donor='<your column>')"
-            )
+        if canonical not in obs.columns and (canonical == "donor" or key != getattr(ObsKeys(), canonical)):
+            raise ValueError(_missing_key_message(canonical, key, mdata.obs.columns, rna.obs.columns))
     for column in obs.columns:
         values = obs[column]
         if values.isna().any():
@@ -321,6 +328,18 @@ def _canonical_obs(mdata: md.MuData, rna: ad.AnnData, keys: ObsKeys) -> pd.DataF
             values = _integral_floats_as_ints(values)
         obs[column] = pd.Categorical(values.astype(str))
     return obs
+
+
+def _missing_key_message(canonical: str, key: str, global_columns: pd.Index, rna_columns: pd.Index) -> str:
+    """No column ``key`` for the ``canonical`` annotation: the columns there are, close names, the fix."""
+    columns = list(dict.fromkeys(map(str, [*global_columns, *rna_columns])))
+    close = difflib.get_close_matches(key, columns, n=3, cutoff=0.5)
+    option = canonical.replace("cell_subtype", "subtype").replace("_", "-")
+    return (
+        f"no {canonical} column {key!r} in the cell annotations (MuData obs columns: {list(global_columns)}; "
+        f"rna obs columns: {list(rna_columns)}){f'; did you mean {close}?' if close else ''}; "
+        f"pass --{option}-key COLUMN (Python: keys=ObsKeys({canonical}='COLUMN'))"
+    )
 
 
 def _integral_floats_as_ints(values: pd.Series) -> pd.Series:
@@ -369,12 +388,19 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
     if values.size and values.min() < 0:
         raise ValueError(
             f"counts of {modality!r} contain negative values (min {values.min()}); pass raw counts, "
-            "not scaled or log-normalised data"
+            f"not scaled or log-normalised data{_layer_hint(adata)}"
         )
     if values.size and not np.all(values == np.round(values)):
+        deviation = float(np.max(np.abs(values - np.round(values))))
+        if deviation <= NEAR_INTEGER:
+            raise ValueError(
+                f"counts of {modality!r} are floats within {deviation:.2g} of integers (max deviation; e.g. "
+                "a CSV or R round trip): round them with --round-counts (Python: round_counts=True)"
+            )
         raise ValueError(
             f"counts of {modality!r} are not integers (e.g. {values[values != np.round(values)][0]}); "
-            "pass raw counts (often adata.layers['counts']), not normalised data"
+            f"pass raw counts (often adata.layers['counts']), not normalised data (max deviation from an "
+            f"integer {deviation:.2g}){_layer_hint(adata)}"
         )
     per_cell = np.asarray(x.sum(axis=1)).ravel()
     empty = np.flatnonzero(per_cell == 0)
@@ -390,6 +416,16 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
             f"{silent.size} {modality} features have zero counts in every cell "
             f"({few_names(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
         )
+
+
+def _layer_hint(adata: ad.AnnData) -> str:
+    """Where raw counts may be: the modality's layers and the option that reads one."""
+    if not len(adata.layers):
+        return "; this modality has no layers: put its raw counts in .X"
+    return (
+        f"; its layers {list(adata.layers)} may hold them: --counts-layer LAYER "
+        "(Python: counts_layer='LAYER')"
+    )
 
 
 def _genetics_origin(

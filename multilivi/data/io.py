@@ -7,6 +7,7 @@ target, so an interrupted write never leaves a half-written file behind.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -124,7 +125,8 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     )
     if directory.is_file():
         raise FileNotFoundError(
-            f"{directory} is a file, not a cohort folder; {layout}: put the file there as {COHORT_FILE}"
+            f"{directory} is a file, not a cohort folder ({layout}); read a .h5mu or .h5ad file with "
+            "read_cohort_file(path, genotypes=PLINK_PREFIX) (CLI: --dataset FILE --genotypes PREFIX)"
         )
     path = directory / COHORT_FILE
     if not path.exists():
@@ -152,6 +154,69 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     if genotypes is not None and "genetics" in meta:  # older folders: inferred by the Cohort
         cohort_kwargs.setdefault("genetics", str(meta["genetics"]))
     return Cohort(mdata, genotypes=genotypes, truth=truth, **tables, **cohort_kwargs)
+
+
+def read_cohort_file(
+    path: str | Path,
+    *,
+    genotypes: str | Path | None = None,
+    kinship: str | Path | None = None,
+    covariates: str | Path | None = None,
+    **cohort_kwargs,
+) -> Cohort:
+    """A cohort from one ``.h5mu`` or ``.h5ad`` file of cells, with optional donor files beside it.
+
+    Parameters
+    ----------
+    path
+        Cells: a MuData (``.h5mu``) or an AnnData (``.h5ad``) in any layout :class:`Cohort` converts.
+    genotypes
+        PLINK 1 prefix of ``PREFIX.{bed,bim,fam}``; None: no genotypes (association is skipped).
+    kinship, covariates
+        Donors x donors kinship and donors x covariates tables (.tsv or .csv, first column the donor id).
+    cohort_kwargs
+        Go to :class:`Cohort` (``keys=``, ``counts_layer=``, ``round_counts=``, ``donors=``...); the name
+        defaults to the file's stem.
+    """
+    path = Path(path)
+    cells = read_cells(path)
+    tables = {
+        key: read_table(table)
+        for key, table in (("kinship", kinship), ("donor_covariates", covariates))
+        if table is not None
+    }
+    cohort_kwargs.setdefault("name", path.stem)
+    plink = None if genotypes is None else read_plink(genotypes)
+    return Cohort(cells, genotypes=plink, **tables, **cohort_kwargs)
+
+
+def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
+    """The cells of one ``.h5ad`` (an AnnData) or ``.h5mu`` (a MuData) file, as written.
+
+    Raises a ``FileNotFoundError`` for a missing file and a ``ValueError`` for another suffix or a
+    file that is not readable as its suffix says.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".h5ad", ".h5mu"):
+        raise ValueError(
+            f"{path}: cells are read from a .h5mu (MuData) or .h5ad (AnnData) file, not {suffix!r}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    try:
+        if suffix == ".h5mu":
+            cells = read_h5mu(path)
+            cells.uns.pop("multilivi", None)
+            return cells
+        with warnings.catch_warnings():  # a gene and an antibody may share a name until split by type
+            warnings.filterwarnings("ignore", message="Variable names are not unique", category=UserWarning)
+            return ad.read_h5ad(path)
+    except (OSError, KeyError, TypeError) as exc:  # h5py: truncated or not HDF5; anndata/mudata: layout
+        raise ValueError(
+            f"{path} cannot be read as {'a MuData' if suffix == '.h5mu' else 'an AnnData'} file ({exc}); it "
+            "may be truncated or another format"
+        ) from exc
 
 
 def read_h5mu(path: Path) -> md.MuData:

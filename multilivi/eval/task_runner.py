@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -133,18 +134,26 @@ def run_tasks(
             run.rows.append(not_run(model, MODEL_LEVEL, task.name, reason))
             failed |= {task.provides: task.name} if task.provides else {}
             continue
+        start = time.perf_counter()
         try:
             result = task.run(outputs, ctx, **{n: run.artefacts[n] for n in task.needs})
             run.rows += rows_of(result.scores, model=model, task=task.name)
         except Exception as exc:  # a failing task is a row, not a crashed benchmark
             if fail_fast:
                 raise
-            logger.error("task %s failed for %s:\n%s", task.name, model, traceback.format_exc())
+            logger.error(
+                "task %s failed for %s after %.1f s:\n%s",
+                task.name,
+                model,
+                time.perf_counter() - start,
+                traceback.format_exc(),
+            )
             run.rows.append(
                 not_run(model, MODEL_LEVEL, task.name, f"{type(exc).__name__}: {exc}", status="error")
             )
             failed |= {task.provides: task.name} if task.provides else {}
             continue
+        logger.info("task %s of %s: %.1f s", task.name, model, time.perf_counter() - start)
         if task.provides:
             run.artefacts[task.provides] = result.artefact
     return run

@@ -7,9 +7,12 @@ parts D, V, A, W_DxC and W_V. :func:`stage_at` is the schedule, ``module.set_sta
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -76,6 +79,25 @@ def resolve_device(device: str) -> torch.device:
             "device='cuda' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'"
         )
     return torch.device(device)
+
+
+LOG_LINES = 20  # per-epoch summary lines of a fit at most, when its progress bar is not shown
+_PROGRESS_LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("progress_label", default=None)
+
+
+@contextlib.contextmanager
+def progress_label(label: str) -> Iterator[None]:
+    """Name the fits inside the block (e.g. ``mslivi-50 seed 1``) on their progress bar and log lines."""
+    token = _PROGRESS_LABEL.set(label)
+    try:
+        yield
+    finally:
+        _PROGRESS_LABEL.reset(token)
+
+
+def log_interval(epochs: int, lines: int = LOG_LINES) -> int:
+    """Epochs between two summary lines: at most ``lines`` lines per fit, the last epoch always one."""
+    return max(1, math.ceil(epochs / lines))
 
 
 Batch = dict  # {"x": {modality: (B, G_m)}, "library": {modality: (B, 1)}, "donor": (B,) int64}
@@ -175,6 +197,10 @@ def fit_module(
         One record per epoch: ``epoch``, ``stage`` and the cell-weighted epoch mean of every loss
         term the module reports (``loss`` is their total, :attr:`LossOutput.total`).
 
+    With ``config.progress``, a tqdm bar named by :func:`progress_label` (else the module's class)
+    shows on a terminal; elsewhere (a log file) a summary line is logged every
+    :func:`log_interval` epochs: epoch, stage, loss and training cells per second.
+
     Raises
     ------
     FloatingPointError
@@ -184,7 +210,10 @@ def fit_module(
     generator = torch.Generator(device=device).manual_seed(config.seed)
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
     history: list[dict[str, float]] = []
-    bar = tqdm(range(config.epochs), desc=type(module).__name__, disable=None if config.progress else True)
+    label = _PROGRESS_LABEL.get() or type(module).__name__
+    bar = tqdm(range(config.epochs), desc=label, disable=None if config.progress else True)
+    every = log_interval(config.epochs) if config.progress and bar.disable else 0  # no bar: log lines
+    since, last_logged = time.perf_counter(), -1
     for epoch in bar:
         stage = stage_at(epoch, config)
         if stage != module.stage:
@@ -216,4 +245,17 @@ def fit_module(
         bar.set_postfix(
             {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False
         )
+        if every and ((epoch + 1) % every == 0 or epoch + 1 == config.epochs):
+            now = time.perf_counter()
+            cells_per_second = (epoch - last_logged) * data.n_cells / max(now - since, 1e-9)
+            logger.info(
+                "%s: epoch %d/%d (stage %d), loss %.4g, %.0f cells/s",
+                label,
+                epoch + 1,
+                config.epochs,
+                int(stage),
+                record["loss"],
+                cells_per_second,
+            )
+            since, last_logged = now, epoch
     return history

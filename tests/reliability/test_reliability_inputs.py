@@ -259,7 +259,7 @@ def test_corrupt_h5mu(tmp_path, capsys):
 
 def test_dataset_that_is_not_a_cohort_folder(tmp_path, capsys):
     folder = write_folder(tmp_path / "c")
-    assert "cohort folder holds cohort.h5mu" in refused(tmp_path, capsys, folder / "cohort.h5mu")
+    assert "cohort folder holds cohort.h5mu" in refused(tmp_path, capsys, folder / "genotypes.bed")
     (tmp_path / "empty").mkdir()
     assert "no cohort.h5mu in" in refused(tmp_path, capsys, tmp_path / "empty")
     err = refused(tmp_path, capsys, tmp_path / "no_such_folder")
