@@ -6,7 +6,7 @@ import difflib
 import hashlib
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +40,7 @@ MODALITY_ALIASES = {
 }
 LABELS = ("cell_type", "cell_subtype", "batch")
 NEAR_INTEGER = 1e-4  # float counts at most this far from integers are offered rounding
+CHECK_CHUNK = 2**24  # count values validated at once (the checks' temporaries are a few times this)
 GeneticsOrigin = Literal["measured", "simulated", "semi-synthetic", "none"]
 """Where a cohort's genotypes come from (:attr:`Cohort.genetics`)."""
 
@@ -377,28 +378,33 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
     x = adata.X
     if x is None:
         raise ValueError(f"modality {modality!r} has no count matrix in .X; put the raw counts layer in .X")
-    values = x.data if sp.issparse(x) else np.asarray(x)
+    values = (x.data if sp.issparse(x) else np.asarray(x)).reshape(-1)
     if not np.issubdtype(values.dtype, np.number):
         raise ValueError(f"counts of {modality!r} are not numeric (dtype {values.dtype})")
-    if not np.all(np.isfinite(values)):
+    n_not_finite = sum(part.size - np.count_nonzero(np.isfinite(part)) for part in _chunks(values))
+    if n_not_finite:
         raise ValueError(
-            f"counts of {modality!r} contain {int((~np.isfinite(values)).sum())} NaN or infinite values; "
+            f"counts of {modality!r} contain {n_not_finite} NaN or infinite values; "
             "multilivi needs raw integer counts"
         )
-    if values.size and values.min() < 0:
+    lowest = min((part.min() for part in _chunks(values)), default=0)
+    if lowest < 0:
         raise ValueError(
-            f"counts of {modality!r} contain negative values (min {values.min()}); pass raw counts, "
+            f"counts of {modality!r} contain negative values (min {lowest}); pass raw counts, "
             f"not scaled or log-normalised data{_layer_hint(adata)}"
         )
-    if values.size and not np.all(values == np.round(values)):
-        deviation = float(np.max(np.abs(values - np.round(values))))
+    deviation = max((float(np.max(np.abs(part - np.round(part)))) for part in _chunks(values)), default=0.0)
+    if deviation > 0:
         if deviation <= NEAR_INTEGER:
             raise ValueError(
                 f"counts of {modality!r} are floats within {deviation:.2g} of integers (max deviation; e.g. "
                 "a CSV or R round trip): round them with --round-counts (Python: round_counts=True)"
             )
+        example = next(
+            part[part != np.round(part)][0] for part in _chunks(values) if (part != np.round(part)).any()
+        )
         raise ValueError(
-            f"counts of {modality!r} are not integers (e.g. {values[values != np.round(values)][0]}); "
+            f"counts of {modality!r} are not integers (e.g. {example}); "
             f"pass raw counts (often adata.layers['counts']), not normalised data (max deviation from an "
             f"integer {deviation:.2g}){_layer_hint(adata)}"
         )
@@ -416,6 +422,12 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
             f"{silent.size} {modality} features have zero counts in every cell "
             f"({few_names(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
         )
+
+
+def _chunks(values: np.ndarray, size: int = CHECK_CHUNK) -> Iterator[np.ndarray]:
+    """Consecutive slices of (n,) ``values`` (views, no copies), so checks hold one chunk's temporaries."""
+    for start in range(0, values.size, size):
+        yield values[start : start + size]
 
 
 def _layer_hint(adata: ad.AnnData) -> str:
