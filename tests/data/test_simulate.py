@@ -130,6 +130,21 @@ def test_counts_drawn_in_blocks_keep_everything_but_the_draws(cohort, caplog):
         assert abs(many.sum() / one.sum() - 1) < 0.02
 
 
+def test_joined_blocks_equal_scipy_vstack():
+    from multilivi.data.simulate import _stacked
+
+    sizes = [5, 0, 17, 3]  # an empty block too
+    blocks = [
+        sp.random(n, 30, density=0.2, format="csr", random_state=i, dtype=np.float32)
+        for i, n in enumerate(sizes)
+    ]
+    expected = sp.vstack(blocks, format="csr")
+    joined = _stacked(list(blocks))
+    for part in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(joined, part), getattr(expected, part))
+    assert joined.shape == expected.shape and joined.dtype == np.float32
+
+
 def test_default_and_ci_cohorts_are_drawn_in_one_block():
     # one block = the draws of all cells at once, so the committed runs' cohorts do not depend on blocking
     for cfg in (SimulationConfig(), SimulationConfig.ci()):
