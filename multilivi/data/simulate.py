@@ -739,7 +739,8 @@ def _draw_counts(
         raise ValueError(f"max_block_entries must be positive, got {max_block_entries}")
     n_cells = cells.donor.size
     block = max(1, max_block_entries // cfg.n_genes)
-    rna_blocks, prot_blocks = [], []
+    n_blocks = -(-n_cells // block)
+    rna_rows, prot_rows = _RowBlocks(n_blocks), _RowBlocks(n_blocks)
     expected_rna, expected_prot = np.zeros(cfg.n_genes), np.zeros(cfg.n_proteins)
     moments = _ColumnMoments()
     for start in range(0, n_cells, block):
@@ -757,35 +758,66 @@ def _draw_counts(
         prot_counts, prot_mean = _protein_counts(cfg, rng_prot, part, interaction, prot)
         expected_rna += rna_mean.sum(axis=0)
         expected_prot += prot_mean.sum(axis=0)
-        rna_blocks.append(sp.csr_matrix(rna_counts.astype(np.float32)))
-        prot_blocks.append(sp.csr_matrix(prot_counts.astype(np.float32)))
+        rna_rows.append(sp.csr_matrix(rna_counts.astype(np.float32)))
+        prot_rows.append(sp.csr_matrix(prot_counts.astype(np.float32)))
     _check_expected_counts(expected_rna, expected_prot)
-    n_blocks = len(rna_blocks)
-    return _Counts(_stacked(rna_blocks), _stacked(prot_blocks), moments.variance_shares(), n_blocks)
+    return _Counts(rna_rows.matrix(), prot_rows.matrix(), moments.variance_shares(), n_blocks)
 
 
-def _stacked(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
-    """The blocks' rows one after another (the block itself when there is one); empties ``blocks``.
+class _RowBlocks:
+    """CSR blocks of rows joined as they come, into buffers that grow in place.
 
-    Each block is copied into arrays allocated once for all and dropped at once, so the join
-    holds the counts plus one block (``scipy.sparse.vstack`` holds twice the counts).
+    Each block is copied into the buffers and dropped, so memory is the counts plus one block
+    (the buffers are sized from the first block, grown by ``ndarray.resize``, i.e. realloc, which
+    remaps large allocations without a copy). A single block is kept as it is.
     """
-    if len(blocks) == 1:
-        return blocks.pop()
-    shape = (sum(b.shape[0] for b in blocks), blocks[0].shape[1])
-    nnz = sum(b.nnz for b in blocks)
-    data = np.empty(nnz, dtype=blocks[0].data.dtype)
-    indices = np.empty(nnz, dtype=np.int64 if nnz > np.iinfo(np.int32).max else np.int32)
-    indptr = np.zeros(shape[0] + 1, dtype=indices.dtype)
-    row = offset = 0
-    blocks.reverse()  # pop from the end: the first block first
-    while blocks:
-        block = blocks.pop()
-        data[offset : offset + block.nnz] = block.data
-        indices[offset : offset + block.nnz] = block.indices
-        indptr[row + 1 : row + 1 + block.shape[0]] = offset + block.indptr[1:]
-        row, offset = row + block.shape[0], offset + block.nnz
-    return sp.csr_matrix((data, indices, indptr), shape=shape)
+
+    def __init__(self, n_blocks: int) -> None:
+        self.n_blocks = n_blocks
+        self.first: sp.csr_matrix | None = None
+        self.data: np.ndarray | None = None  # (capacity,) values
+        self.indices: np.ndarray | None = None  # (capacity,) int32 columns
+        self.row_nnz: list[np.ndarray] = []
+        self.nnz = 0
+        self.n_columns = 0
+
+    def append(self, block: sp.csr_matrix) -> None:
+        """Add the rows of ``block`` after those added so far."""
+        if self.first is None and self.data is None:
+            self.first = block
+            return
+        if self.first is not None:
+            first, self.first = self.first, None
+            self._copy(first)
+        self._copy(block)
+
+    def _copy(self, block: sp.csr_matrix) -> None:
+        need = self.nnz + block.nnz
+        if self.data is None:
+            capacity = max(need, int(1.05 * block.nnz * self.n_blocks))
+            self.data = np.empty(capacity, dtype=block.data.dtype)
+            self.indices = np.empty(capacity, dtype=np.int32)  # column indices: < n_features
+        elif need > self.data.size:
+            capacity = max(need, int(1.25 * self.data.size))
+            self.data.resize(capacity, refcheck=False)
+            self.indices.resize(capacity, refcheck=False)
+        self.data[self.nnz : need] = block.data
+        self.indices[self.nnz : need] = block.indices
+        self.row_nnz.append(np.diff(block.indptr))
+        self.nnz, self.n_columns = need, block.shape[1]
+
+    def matrix(self) -> sp.csr_matrix:
+        """(rows, columns) CSR matrix of every block's rows, in order."""
+        if self.first is not None:
+            return self.first
+        self.data.resize(self.nnz, refcheck=False)
+        self.indices.resize(self.nnz, refcheck=False)
+        row_nnz = np.concatenate(self.row_nnz)
+        wide = self.nnz > np.iinfo(np.int32).max
+        indptr = np.zeros(row_nnz.size + 1, dtype=np.int64 if wide else np.int32)
+        np.cumsum(row_nnz, out=indptr[1:])
+        indices = self.indices.astype(np.int64) if wide else self.indices
+        return sp.csr_matrix((self.data, indices, indptr), shape=(row_nnz.size, self.n_columns))
 
 
 class _ColumnMoments:

@@ -131,7 +131,7 @@ def test_counts_drawn_in_blocks_keep_everything_but_the_draws(cohort, caplog):
 
 
 def test_joined_blocks_equal_scipy_vstack():
-    from multilivi.data.simulate import _stacked
+    from multilivi.data.simulate import _RowBlocks
 
     sizes = [5, 0, 17, 3]  # an empty block too
     blocks = [
@@ -139,7 +139,10 @@ def test_joined_blocks_equal_scipy_vstack():
         for i, n in enumerate(sizes)
     ]
     expected = sp.vstack(blocks, format="csr")
-    joined = _stacked(list(blocks))
+    rows = _RowBlocks(n_blocks=2)  # a low size hint: the buffers must grow
+    for block in blocks:
+        rows.append(block)
+    joined = rows.matrix()
     for part in ("data", "indices", "indptr"):
         np.testing.assert_array_equal(getattr(joined, part), getattr(expected, part))
     assert joined.shape == expected.shape and joined.dtype == np.float32
