@@ -45,6 +45,7 @@ from multilivi.eval.outputs import DEFAULT_FDR, ModelOutputs
 from multilivi.eval.programs import write_file_artefacts
 from multilivi.eval.report import write_report
 from multilivi.eval.results import scores_frame, write_scores
+from multilivi.eval.scan_chunks import SCHEDULER_ENV
 from multilivi.eval.task_runner import TaskRun
 
 logger = logging.getLogger("benchmarks.compare")
@@ -224,11 +225,20 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)"
     )
+    parser.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        default=os.environ.get(SCHEDULER_ENV),
+        help=f"run the association scans' variant chunks on this dask.distributed scheduler "
+        f"(needs pip install 'multilivi[dask]'; default: ${SCHEDULER_ENV}, else local threads)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.torch_threads)
+    if args.dask_scheduler:
+        os.environ[SCHEDULER_ENV] = args.dask_scheduler  # read by every lmm_scan of this run
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
     try:
         specs = [resolve_spec(raw) for raw in args.models]
@@ -527,7 +537,7 @@ def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
     for model, task_run in runs.items():
         for view, result in task_run.artefacts.get("associations", {}).items():
             by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = (
-                result.pvalues
+                result.pvalue_distribution()
             )
     return {f"qq_{view}": qq_plot(pvalues) for view, pvalues in by_view.items()}
 

@@ -256,8 +256,15 @@ def task_association(
             "covariates": ctx.donor_covariates,
             "engine": ctx.engine if ctx.kinship is not None else "ols",
             "test": ctx.test,
+            "fdr": ctx.fdr,
         }
-        result = lmm_scan(factors, ctx.genotypes.dosage, **scan)
+        # a bounded (large) scan keeps the columns truth.py needs beyond the hits: every non-null variant
+        keep = (
+            []
+            if ctx.truth is None
+            else sorted(set(scan["variant_ids"]) - set(map(str, ctx.truth.null_variants)))
+        )
+        result = lmm_scan(factors, ctx.genotypes.dosage, keep_variants=keep, **scan)
         associations[view] = result
         scores += [Score(view, metric) for metric in result.summary(ctx.fdr)]
         null = permuted_null_scan(factors, ctx.genotypes.dosage, seed=ctx.seed, **scan)
