@@ -346,18 +346,23 @@ class BatchedEngine:
         """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
         return scan_rotated(self.null, self.null.rotation @ g_std, self.test)
 
-    def scan_u(self, g_std: NDArray[np.float64], dtype: type = np.float64) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``u`` in ``[0, 1]``."""
-        rotation, wy, w = self._cast(dtype)
+    def scan_u(
+        self, g_std: NDArray[np.floating], dtype: type = np.float64, scale: float = 1.0
+    ) -> NDArray[np.floating]:
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1])."""
+        rotation, wy, w = self._cast(dtype, scale)
         g_rot = rotation @ g_std.astype(dtype, copy=False)
-        u = np.abs(wy @ g_rot)
+        u = wy @ g_rot
+        np.abs(u, out=u)
         u /= np.sqrt(w @ np.square(g_rot))
         return u
 
-    def _cast(self, dtype: type) -> tuple[NDArray, ...]:
-        key = np.dtype(dtype)
+    def _cast(self, dtype: type, scale: float) -> tuple[NDArray, ...]:
+        """The operands of :meth:`scan_u` in ``dtype``, the phenotype side multiplied by ``scale``."""
+        key = (np.dtype(dtype), scale)
         if key not in self._u_operands:
-            self._u_operands[key] = tuple(a.astype(dtype) for a in self._u_operands[np.dtype(np.float64)])
+            first, phenotypes, *rest = self._u_operands[np.dtype(np.float64)]
+            self._u_operands[key] = tuple(a.astype(dtype) for a in (first, phenotypes * scale, *rest))
         return self._u_operands[key]
 
 
@@ -379,23 +384,26 @@ class OlsEngine(BatchedEngine):
         self.r0 = np.square(y_res).sum(axis=0)  # (F,)
         self._u_operands = {np.dtype(np.float64): (self.basis, self.y_res_t / np.sqrt(self.r0)[:, None])}
 
-    def _residual(self, g: NDArray, basis: NDArray) -> NDArray:
-        """(donors, m) ``g`` residualised on the design."""
-        g = g - basis @ (basis.T @ g)
-        return g
-
     def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
         """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
-        g_res = self._residual(g_std, self.basis)
+        g_res = g_std - self.basis @ (self.basis.T @ g_std)
         gpg = np.square(g_res).sum(axis=0)[None, :]  # (1, m), shared by all factors
         return gls_outputs(self.y_res_t @ g_res, gpg, self.r0, self.df, self.n, self.test)
 
-    def scan_u(self, g_std: NDArray[np.float64], dtype: type = np.float64) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``|r|`` in ``[0, 1]``."""
-        basis, y_unit = self._cast(dtype)
-        g_res = self._residual(g_std.astype(dtype, copy=False), basis)
-        u = np.abs(y_unit @ g_res)
-        u /= np.sqrt(np.square(g_res).sum(axis=0))
+    def scan_u(
+        self, g_std: NDArray[np.floating], dtype: type = np.float64, scale: float = 1.0
+    ) -> NDArray[np.floating]:
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * |r|``.
+
+        The residualised phenotypes are orthogonal to the design, so ``r = y_res^T g / |g_res|``
+        without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2 = n - |Q^T g|^2`` for a
+        standardised ``g``.
+        """
+        basis, y_unit = self._cast(dtype, 1.0)
+        g = g_std.astype(dtype, copy=False)
+        u = y_unit @ g
+        np.abs(u, out=u)
+        u *= scale / np.sqrt(g.shape[0] - np.square(basis.T @ g).sum(axis=0))
         return u
 
 

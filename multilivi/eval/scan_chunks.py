@@ -25,9 +25,8 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from multilivi.atomic import atomic_path
-from multilivi.data.genetics import standardised_genotypes
 from multilivi.eval.lmm import Engine
-from multilivi.eval.scan_summary import FLOAT32_MARGIN, N_BINS, BoundedScan, StatisticScale, bin_u
+from multilivi.eval.scan_summary import FLOAT32_MARGIN, N_BINS, BoundedScan, StatisticScale, bin_scaled
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,8 @@ class ArraySource:
         return self.dosage.shape[1]
 
     def read(self, start: int, stop: int, *, dtype: type = np.float64) -> NDArray[np.floating]:
-        return np.array(self.dosage[:, start:stop], dtype=dtype)
+        """(donors, stop - start) dosages: a view when ``dosage`` has ``dtype`` (never written to)."""
+        return self.dosage[:, start:stop].astype(dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -125,56 +125,103 @@ class ChunkOutput:
     hits: tuple[NDArray, ...] | None = None  # rows (tested-factor positions), cols, p, beta, se
     factor_max_u: NDArray[np.float64] | None = None  # (tested factors,)
     factor_argmax: NDArray[np.intp] | None = None  # global variant index
-    variant_min_p: NDArray[np.float64] | None = None  # (columns,)
+    variant_max_u: NDArray[np.float64] | None = None  # (columns,) largest u over factors
+    exact_min_p: tuple[NDArray, NDArray] | None = None  # variant indices recomputed exactly, their min p
     kept: dict[int, tuple[NDArray, NDArray, NDArray]] = field(default_factory=dict)
 
 
 def scan_chunk(engine: Engine, source: GenotypeSource, plan: ScanPlan, start: int) -> ChunkOutput:
     """Read, standardise and scan variants ``start:start + plan.chunk_size`` of ``source``."""
     stop = min(start + plan.chunk_size, source.n_variants)
-    g_std, keep, sd = standardised_genotypes(
-        source.read(start, stop), atol=MONOMORPHIC_TOL, rtol=MONOMORPHIC_TOL, return_sd=True
-    )
+    g, keep, sd = centre(source.read(start, stop))
     columns = start + np.flatnonzero(keep)
     out = ChunkOutput(start, stop, columns, int((~keep).sum()))
     logger.debug("scanned variants %d-%d of %d", start, stop, source.n_variants)
+    if plan.dense or plan.full or np.dtype(plan.dtype) == np.float64:
+        g /= sd  # standardised in place
+        g_std, g_centred = g, None
+    else:  # float32 products: standardise into a float32 copy, keep the float64 centred one
+        g_std, g_centred = np.divide(g, sd, out=np.empty(g.shape, np.float32), casting="same_kind"), g
     if plan.dense or plan.full:
         pvalues, alpha, se = engine.scan_chunk(g_std) if columns.size else _empty(plan, 0)
         out.dense = (pvalues, alpha / sd, se / sd)
         if plan.dense:
             return out
-    return _bounded(engine, g_std, sd, plan, out)
+    return _bounded(engine, g_std, g_centred, sd, plan, out)
+
+
+def centre(
+    dosage: NDArray[np.floating],
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
+    """Mean-impute and centre (donors, variants) dosages into a new float64 array; drop monomorphic variants.
+
+    :func:`multilivi.data.genetics.standardised_genotypes` (same operations, so the same bits)
+    without its final division by ``sd``; ``dosage`` is not modified.
+
+    Returns
+    -------
+    centred (donors, kept variants), kept (variants,) mask, sd (kept variants,) standard deviations.
+    """
+    g = np.asarray(dosage, dtype=np.float64)
+    missing = np.isnan(g)
+    if missing.any():
+        g = g.copy()
+        g[missing] = 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = g.sum(axis=0) / (~missing).sum(axis=0)  # NaN for variants with no calls
+        g[missing] = np.take(mean, np.nonzero(missing)[1])
+        sd = g.std(axis=0)
+        g -= mean
+    else:
+        mean = g.mean(axis=0)
+        g = g - mean
+        sd = np.sqrt(np.square(g).sum(axis=0) / g.shape[0])
+    kept = np.isfinite(sd) & (sd > np.maximum(MONOMORPHIC_TOL, MONOMORPHIC_TOL * np.abs(mean)))
+    if not kept.all():
+        g, sd = g[:, kept], sd[kept]
+    return g, kept, sd
 
 
 def _bounded(
-    engine: Engine, g_std: NDArray[np.float64], sd: NDArray[np.float64], plan: ScanPlan, out: ChunkOutput
+    engine: Engine,
+    g_std: NDArray[np.floating],
+    g_centred: NDArray[np.float64] | None,
+    sd: NDArray[np.float64],
+    plan: ScanPlan,
+    out: ChunkOutput,
 ) -> ChunkOutput:
-    """Fill ``out`` with the bounded summary of the standardised chunk ``g_std`` (donors, columns)."""
+    """Fill ``out`` with the bounded summary of a chunk.
+
+    ``g_std`` (donors, columns) are the standardised variants in the products' precision;
+    ``g_centred`` the float64 centred ones when ``g_std`` is float32 (None: ``g_std`` is float64).
+    """
     n_factors = plan.tested.size
     if out.columns.size == 0:
         out.counts = np.zeros(N_BINS + 1, dtype=np.int64)
         out.hits = _no_hits()
         out.factor_max_u, out.factor_argmax = np.full(n_factors, -1.0), np.full(n_factors, -1, np.intp)
-        out.variant_min_p = np.empty(0)
+        out.variant_max_u, out.exact_min_p = np.empty(0), (np.empty(0, np.intp), np.empty(0))
         return out
-    u = engine.scan_u(g_std, plan.dtype)  # (F, m)
-    out.counts = bin_u(u, plan.u_threshold)
+    to_bins = N_BINS / plan.u_threshold
+    u = engine.scan_u(g_std, plan.dtype, to_bins)  # (F, m) u in bin units
     best = u.argmax(axis=1)
-    out.factor_max_u = u[np.arange(n_factors), best].astype(np.float64)
+    out.factor_max_u = u[np.arange(n_factors), best].astype(np.float64) / to_bins
     out.factor_argmax = out.columns[best]
-    scale = StatisticScale(engine.test, engine.df, engine.n)
-    out.variant_min_p = scale.pvalues(u.max(axis=0))
-    candidate = np.flatnonzero((u >= plan.u_candidate).any(axis=0))
+    out.variant_max_u = u.max(axis=0).astype(np.float64) / to_bins
+    out.counts = bin_scaled(u)  # overwrites u
+    candidate = np.flatnonzero(out.variant_max_u >= plan.u_candidate)
     requested = np.flatnonzero(np.isin(out.columns, plan.keep))
     exact = np.union1d(candidate, requested)
     rows, cols, p_hit, b_hit, s_hit = _no_hits()
+    out.exact_min_p = (np.empty(0, np.intp), np.empty(0))
     if exact.size:
         if out.dense is not None:
             pvalues, beta, se = (a[:, exact] for a in out.dense)
         else:
-            pvalues, alpha, se = engine.scan_chunk(g_std[:, exact])
+            exact_std = g_std[:, exact] if g_centred is None else g_centred[:, exact] / sd[exact]
+            pvalues, alpha, se = engine.scan_chunk(exact_std)
             beta, se = alpha / sd[exact], se / sd[exact]
-        out.variant_min_p[exact] = pvalues.min(axis=0)
+        out.exact_min_p = (out.columns[exact], pvalues.min(axis=0))
         r, c = np.nonzero(pvalues < plan.threshold)
         rows, cols = r, out.columns[exact[c]]
         p_hit, b_hit, s_hit = pvalues[r, c], beta[r, c], se[r, c]
@@ -214,7 +261,8 @@ class Collector:
             self.hits: list[tuple[NDArray, ...]] = [_no_hits()]
             self.factor_max_u = np.full(plan.tested.size, -1.0)
             self.factor_argmax = np.full(plan.tested.size, -1, dtype=np.intp)
-            self.variant_min_p = np.full(n_variants, np.nan)
+            self.variant_max_u = np.full(n_variants, np.nan)
+            self.exact_min_p: list[tuple[NDArray, NDArray]] = []
             self.kept: dict[int, tuple[NDArray, NDArray, NDArray]] = {}
 
     def add(self, out: ChunkOutput) -> None:
@@ -234,7 +282,8 @@ class Collector:
         )
         self.factor_max_u = np.where(better, out.factor_max_u, self.factor_max_u)
         self.factor_argmax = np.where(better, out.factor_argmax, self.factor_argmax)
-        self.variant_min_p[out.columns] = out.variant_min_p
+        self.variant_max_u[out.columns] = out.variant_max_u
+        self.exact_min_p.append(out.exact_min_p)
         self.kept.update(out.kept)
 
     def _add_dense(self, out: ChunkOutput) -> None:
@@ -273,7 +322,10 @@ class Collector:
             hit_se=se[order],
             factor_min_p=factor_min_p,
             factor_min_variant=factor_min_variant,
-            variant_min_p=self.variant_min_p,
+            variant_max_u=self.variant_max_u,
+            exact_min_p=tuple(np.concatenate(parts) for parts in zip(*self.exact_min_p, strict=True))
+            if self.exact_min_p
+            else (np.empty(0, np.intp), np.empty(0)),
             counts=self.counts,
             u_threshold=self.plan.u_threshold,
             kept=kept,

@@ -20,6 +20,7 @@ can be BH-significant (:meth:`BoundedScan.bh_exact`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,8 +76,9 @@ class BoundedScan:
         (hits,) their p-values, effects and standard errors (dosage scale).
     factor_min_p, factor_min_variant
         (factors,) minimum p of every factor and its variant index (-1 / NaN for untested factors).
-    variant_min_p
-        (variants,) minimum p over factors; NaN for skipped variants.
+    variant_max_u, exact_min_p
+        (variants,) largest ``u`` over factors (NaN for skipped variants), and the variants whose
+        tests were recomputed exactly with their minimum p (see :attr:`variant_min_p`).
     counts
         (N_BINS + 1,) tests per ``u`` bin; the last bin holds ``u >= u_threshold``.
     u_threshold
@@ -95,12 +97,25 @@ class BoundedScan:
     hit_se: NDArray[np.float64]
     factor_min_p: NDArray[np.float64]
     factor_min_variant: NDArray[np.intp]
-    variant_min_p: NDArray[np.float64]
+    variant_max_u: NDArray[np.float64]
+    exact_min_p: tuple[NDArray[np.intp], NDArray[np.float64]]
     counts: NDArray[np.int64]
     u_threshold: float
     kept: dict[int, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]] = field(
         default_factory=dict
     )
+
+    @functools.cached_property
+    def variant_min_p(self) -> NDArray[np.float64]:
+        """(variants,) minimum p over factors (NaN for skipped variants), computed on first use.
+
+        Exact (float64) for the variants with a hit or kept columns; the p of the largest ``u``
+        otherwise, which carries the products' precision (float32: about 1e-6 relative in ``u``).
+        """
+        low = self.scale.pvalues(self.variant_max_u)
+        variants, pvalues = self.exact_min_p
+        low[variants] = pvalues
+        return low
 
     @property
     def edges(self) -> NDArray[np.float64]:
@@ -199,8 +214,12 @@ class BoundedScan:
 
 def bin_u(u: NDArray[np.floating], u_threshold: float) -> NDArray[np.int64]:
     """(N_BINS + 1,) counts of ``u`` (any shape) in the bins of a scan with upper edge ``u_threshold``."""
-    index = np.asarray(u).ravel() * (N_BINS / u_threshold)
-    np.minimum(index, N_BINS, out=index)
+    return bin_scaled(np.asarray(u, dtype=np.float64) * (N_BINS / u_threshold))
+
+
+def bin_scaled(u: NDArray[np.floating]) -> NDArray[np.int64]:
+    """(N_BINS + 1,) counts of ``u`` already in bin units (``u * N_BINS / u_threshold``); overwrites ``u``."""
+    index = np.minimum(u, N_BINS, out=u).ravel()
     return np.bincount(index.astype(np.intp), minlength=N_BINS + 1)
 
 

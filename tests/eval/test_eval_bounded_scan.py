@@ -172,7 +172,7 @@ def test_bounded_result_does_not_grow_with_tests():
     for n_variants in (1000, 4000):
         data = small_cohort(n_factors=8, n_variants=n_variants)
         b = scan(data, engine="ols", keep_all=False).bounded
-        assert b.variant_min_p.shape == (n_variants,)
+        assert b.variant_max_u.shape == (n_variants,)
         arrays = [b.counts, b.factor_min_p, b.factor_min_variant, b.hit_rows, b.hit_p]
         sizes[n_variants] = [a.size for a in arrays]
     assert sizes[1000][:3] == sizes[4000][:3] == [N_BINS + 1, 8, 8]
@@ -229,7 +229,7 @@ def test_dask_local_cluster_gives_the_local_result(data):
         "hit_beta",
         "hit_se",
         "counts",
-        "variant_min_p",
+        "variant_max_u",
         "factor_min_p",
     ):
         np.testing.assert_array_equal(getattr(rb, name), getattr(lb, name))
@@ -285,3 +285,17 @@ STORED_OLS_0_10 = 0.001209718158203292
 STORED_OLS_2_900 = 0.17840113745034214
 STORED_LMM_0_10 = 0.0008332584066928865
 STORED_LMM_2_900 = 0.16991925555171383
+
+
+def test_chunk_centring_is_the_standardisation_of_the_genotypes_module(data):
+    from multilivi.data.genetics import standardised_genotypes
+    from multilivi.eval.scan_chunks import MONOMORPHIC_TOL, centre
+
+    for dosage in (data[1][:, :300], np.nan_to_num(data[1][:, :300], nan=1.0)):  # with and without missing
+        expected, kept, sd = standardised_genotypes(
+            dosage, atol=MONOMORPHIC_TOL, rtol=MONOMORPHIC_TOL, return_sd=True
+        )
+        g, ours_kept, ours_sd = centre(dosage.copy())
+        np.testing.assert_array_equal(ours_kept, kept)
+        np.testing.assert_array_equal(ours_sd, sd)
+        np.testing.assert_array_equal(g / ours_sd, expected)
