@@ -66,7 +66,8 @@ class AssociationResult:
     Attributes
     ----------
     factors, variants
-        Row and column names of the result matrices.
+        Row and column names of the result matrices (a bounded scan keeps the caller's
+        ``variant_ids`` sequence as given, without copying it).
     pvalues, beta, se
         (factors, variants) p-values of ``test``, effect sizes and standard errors on the dosage
         scale (conventional residual scale ``r1 / (n - rank(X) - 1)``, as statsmodels reports);
@@ -89,7 +90,7 @@ class AssociationResult:
     """
 
     factors: tuple[str, ...]
-    variants: tuple[str, ...]
+    variants: Sequence[str]
     pvalues: NDArray[np.float64] | None
     beta: NDArray[np.float64] | None
     se: NDArray[np.float64] | None
@@ -312,7 +313,7 @@ def lmm_scan(
         arrays = _allocate((tested.size, source.n_variants), pvalues_path) if dense else None
         collector = Collector(plan, tested.size, source.n_variants, arrays)
         with parquet_chunks(
-            full_results_path, list(map(str, y_frame.columns)), list(map(str, variant_ids)), plan.tested
+            full_results_path, list(map(str, y_frame.columns)), variant_ids, plan.tested
         ) as parquet:
             collector.parquet = parquet
             run_chunks(fitted, source, plan, collector.add, n_threads=n_threads, scheduler=scheduler)
@@ -376,7 +377,7 @@ def _result(
         bounded = collector.bounded(StatisticScale(fitted.test, fitted.df, fitted.n))
     return AssociationResult(
         factors=tuple(str(c) for c in y_frame.columns),
-        variants=tuple(map(str, variant_ids)),
+        variants=tuple(map(str, variant_ids)) if collector.plan.dense else variant_ids,
         **arrays,
         delta=_rows(tested, fitted.delta[:, None])[0][:, 0],
         null_lml=_rows(tested, fitted.lml[:, None])[0][:, 0],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +261,8 @@ class Collector:
             self.hits: list[tuple[NDArray, ...]] = [_no_hits()]
             self.factor_max_u = np.full(plan.tested.size, -1.0)
             self.factor_argmax = np.full(plan.tested.size, -1, dtype=np.intp)
-            self.variant_max_u = np.full(n_variants, np.nan)
+            # 4 B per variant with float32 products
+            self.variant_max_u = np.full(n_variants, np.nan, dtype=plan.dtype)
             self.exact_min_p: list[tuple[NDArray, NDArray]] = []
             self.kept: dict[int, tuple[NDArray, NDArray, NDArray]] = {}
 
@@ -341,7 +342,9 @@ def _all_rows(tested: NDArray[np.intp], n_factors: int, column: NDArray) -> NDAr
 class _ParquetChunks:
     """Full results ``factor, variant, beta, se, pvalue`` appended chunk by chunk to one parquet file."""
 
-    def __init__(self, tmp: Path, factors: list[str], variants: list[str], tested: NDArray[np.intp]) -> None:
+    def __init__(
+        self, tmp: Path, factors: list[str], variants: Sequence[str], tested: NDArray[np.intp]
+    ) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -355,7 +358,8 @@ class _ParquetChunks:
     def write(self, out: ChunkOutput) -> None:
         pvalues, beta, se = out.dense
         factors = np.repeat(np.asarray(self.factors, dtype=object)[self.tested], out.columns.size)
-        variants = np.tile(np.asarray(self.variants, dtype=object)[out.columns], self.tested.size)
+        names = np.array([str(self.variants[c]) for c in out.columns], dtype=object)
+        variants = np.tile(names, self.tested.size)
         table = self.pa.table(
             {
                 "factor": factors,
@@ -372,7 +376,7 @@ class _ParquetChunks:
 
 
 def parquet_chunks(
-    path: str | Path | None, factors: list[str], variants: list[str], tested: NDArray[np.intp]
+    path: str | Path | None, factors: list[str], variants: Sequence[str], tested: NDArray[np.intp]
 ):
     """Context manager of the parquet writer of ``path`` (atomic: renamed on success), or None."""
     import contextlib

@@ -21,6 +21,7 @@ can be BH-significant (:meth:`BoundedScan.bh_exact`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +98,7 @@ class BoundedScan:
     hit_se: NDArray[np.float64]
     factor_min_p: NDArray[np.float64]
     factor_min_variant: NDArray[np.intp]
-    variant_max_u: NDArray[np.float64]
+    variant_max_u: NDArray[np.floating]
     exact_min_p: tuple[NDArray[np.intp], NDArray[np.float64]]
     counts: NDArray[np.int64]
     u_threshold: float
@@ -199,12 +200,12 @@ class BoundedScan:
             raise ValueError(f"variants {missing[:5]} were not kept by the scan; pass them as keep_variants=")
         return np.column_stack([self.kept[int(v)][0] for v in variants])
 
-    def hit_frame(self, factors: tuple[str, ...], variants: tuple[str, ...]) -> pd.DataFrame:
+    def hit_frame(self, factors: Sequence[str], variants: Sequence[str]) -> pd.DataFrame:
         """All hits as a table ``factor, variant, beta, se, pvalue`` in factor, variant order."""
         return pd.DataFrame(
             {
                 "factor": np.asarray(factors, dtype=object)[self.hit_rows],
-                "variant": np.asarray(variants, dtype=object)[self.hit_cols],
+                "variant": np.array([str(variants[c]) for c in self.hit_cols], dtype=object),
                 "beta": self.hit_beta,
                 "se": self.hit_se,
                 "pvalue": self.hit_p,
