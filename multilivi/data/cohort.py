@@ -205,7 +205,7 @@ class Cohort:
         h.update("\n".join(self.cell_names).encode())
         h.update("\n".join(self.obs["donor"].astype(str)).encode())
         if self.genotypes is not None:
-            h.update(np.ascontiguousarray(self.genotypes.dosage).tobytes())
+            self.genotypes.update_hash(h)  # streamed: files on disk, the matrix by blocks in memory
             h.update("\n".join(self.genotypes.variant_ids).encode())
         return h.hexdigest()[:16]
 
