@@ -42,8 +42,6 @@ def require(package: str, what: str):
 class PgenSource:
     """A PLINK 2 fileset ``prefix.{pgen,pvar,psam}`` read with pgenlib (dosages, hard calls as 0/1/2)."""
 
-    integer_dosages = False
-
     def __init__(self, prefix: str | Path) -> None:
         prefix = Path(prefix)
         self.files = tuple(prefix.with_name(prefix.name + f".{ext}") for ext in ("pgen", "pvar", "psam"))
@@ -51,13 +49,14 @@ class PgenSource:
         require("pgenlib", "PLINK 2 .pgen genotypes")
         self.donors = donor_index(_read_psam(self.files[2]))
         self.variants = _read_pvar(self.files[1])
-        reader = self._reader
+        reader = require("pgenlib", "PLINK 2 .pgen genotypes").PgenReader(str(self.files[0]).encode())
         if reader.get_raw_sample_ct() != len(self.donors) or reader.get_variant_ct() != len(self.variants):
             raise ValueError(
                 f"{self.files[0]} holds {reader.get_raw_sample_ct()} samples x {reader.get_variant_ct()} "
                 f"variants but the .psam lists {len(self.donors)} and the .pvar {len(self.variants)}: the "
                 "fileset is mismatched; re-export all three together (plink2 --make-pgen)"
             )
+        reader.close()
 
     @cached_property
     def _reader(self):
@@ -85,8 +84,6 @@ class BgenSource:
     Opening builds cbgen's variant index (one pass over the file, in a temporary folder) and keeps the
     variant table and the byte offset of each variant.
     """
-
-    integer_dosages = False
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
@@ -170,8 +167,6 @@ class VcfSource:
     then read sequentially from one cached iterator, so a scan from the first to the last variant reads
     the file once more; reading an earlier variant restarts the iterator from the top of the file.
     """
-
-    integer_dosages = False
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from bed_reader import create_bed, to_bed
+from bed_reader import to_bed
 
 from multilivi.atomic import atomic_path, atomic_write
 from multilivi.data.dosage_formats import BgenSource, PgenSource, VcfSource
@@ -31,6 +32,7 @@ FORMATS: dict[str, tuple[tuple[str, ...], type]] = {
     "BCF": (("bcf",), VcfSource),
 }
 PREFIX_FORMATS = ("PLINK 1", "PLINK 2")  # opened by prefix; the others by the main file's path
+BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major PLINK 1 .bed
 ACCEPTED = "genotypes need .bed/.bim/.fam, .pgen/.pvar/.psam, .bgen (+ .sample), .vcf.gz, .vcf or .bcf"
 
 
@@ -129,10 +131,13 @@ def write_plink(genotypes: Genotypes, prefix: str | Path) -> None:
     """Write in-memory genotypes as a PLINK 1 trio ``prefix.{bed,bim,fam}`` (dosage counts allele ``a1``)."""
     prefix = Path(prefix)
     paths = {ext: _with_ext(prefix, ext) for ext in ("bed", "bim", "fam")}
+    dosage = genotypes.dosage
+    if not (dosage.flags.c_contiguous or dosage.flags.f_contiguous):  # bed-reader needs one or the other
+        dosage = np.ascontiguousarray(dosage)
     with atomic_path(paths["bed"]) as bed, atomic_path(paths["bim"]) as bim, atomic_path(paths["fam"]) as fam:
         to_bed(
             bed,
-            genotypes.dosage,
+            dosage,
             _plink_properties(genotypes),
             fam_filepath=fam,
             bim_filepath=bim,
@@ -150,22 +155,24 @@ def read_plink(prefix: str | Path) -> Genotypes:
 
 
 def _write_plink_chunked(genotypes: Genotypes, prefix: Path) -> None:
-    """A PLINK 1 trio of on-disk genotypes, written one chunk of variants at a time (hard calls only)."""
+    """A PLINK 1 trio of on-disk genotypes, written one chunk of variants at a time (hard calls only).
+
+    Each chunk is written by bed-reader as a small .bed, whose variant blocks follow the magic bytes;
+    the chunks' blocks and .bim lines are appended in order.
+    """
     paths = {ext: _with_ext(prefix, ext) for ext in ("bed", "bim", "fam")}
+    properties = _plink_properties(genotypes)
+    per_variant = ("sid", "chromosome", "bp_position", "allele_1", "allele_2")
     with (
-        atomic_path(paths["bed"]) as bed_path,
+        atomic_path(paths["bed"]) as bed,
         atomic_path(paths["bim"]) as bim,
         atomic_path(paths["fam"]) as fam,
-        create_bed(
-            bed_path,
-            genotypes.n_donors,
-            genotypes.n_variants,
-            _plink_properties(genotypes),
-            fam_location=fam,
-            bim_location=bim,
-            num_threads=1,
-        ) as bed,
+        tempfile.TemporaryDirectory(dir=prefix.parent) as tmp,
+        open(bed, "wb") as bed_out,
+        open(bim, "wb") as bim_out,
     ):
+        bed_out.write(BED_MAGIC)
+        chunk_bed, chunk_bim = Path(tmp) / "chunk.bed", Path(tmp) / "chunk.bim"
         for start, stop in genotypes.chunks():
             chunk = genotypes.read(start, stop)
             fractional = ~np.isnan(chunk) & (chunk != np.round(chunk))
@@ -176,8 +183,10 @@ def _write_plink_chunked(genotypes: Genotypes, prefix: Path) -> None:
                     "PLINK 1 .bed; keep every genotyped donor (the files are then copied) or subset the "
                     "files with plink2 --keep"
                 )
-            for column in chunk.T:
-                bed.write(column)
+            part = {k: (v[start:stop] if k in per_variant else v) for k, v in properties.items()}
+            to_bed(chunk_bed, chunk, part, fam_filepath=fam, bim_filepath=chunk_bim, num_threads=1)
+            bed_out.write(chunk_bed.read_bytes()[len(BED_MAGIC) :])
+            bim_out.write(chunk_bim.read_bytes())
 
 
 def _plink_properties(genotypes: Genotypes) -> dict[str, np.ndarray]:

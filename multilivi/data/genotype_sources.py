@@ -31,14 +31,11 @@ class GenotypeSource(Protocol):
         Table of n_variants rows with columns ``id, chrom, pos, a1, a2``.
     files
         The member files (empty for a matrix in memory); their bytes are the source's content.
-    integer_dosages
-        True when every dosage is a hard call in {0, 1, 2} (so it can be written as a PLINK 1 .bed).
     """
 
     donors: pd.Index
     variants: pd.DataFrame
     files: tuple[Path, ...]
-    integer_dosages: bool
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         """Dosages of shape (len(rows), n columns): ``rows`` donor positions (None: all, in order),
@@ -76,7 +73,6 @@ class MemorySource:
                 f"dosages must lie in [0, 2] (NaN for a missing call); found values in "
                 f"[{observed.min()}, {observed.max()}]"
             )
-        self.integer_dosages = bool(np.all(observed == np.round(observed)))
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         block = self.dosage[:, columns]
@@ -89,8 +85,6 @@ class BedSource:
     The trio is checked at construction (files present, SNP-major magic bytes, .bed size matching the
     .bim and .fam lengths); dosages are read only by :meth:`read`.
     """
-
-    integer_dosages = True
 
     def __init__(self, prefix: str | Path, *, num_threads: int = 1) -> None:
         prefix = Path(prefix)
