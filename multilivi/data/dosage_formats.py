@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilivi.data.genotype_sources import donor_index, few_names, variant_table
+from multilivi.data.genotype_sources import FileSource, donor_index, few_names, variant_table
 
 EXTRA = "pip install 'multilivi[genotypes]'"
 PGEN_MISSING = -9.0  # pgenlib's value for a missing dosage
@@ -39,10 +39,13 @@ def require(package: str, what: str):
         raise ImportError(f"reading {what} needs the {package} package: {EXTRA}") from exc
 
 
-class PgenSource:
+class PgenSource(FileSource):
     """A PLINK 2 fileset ``prefix.{pgen,pvar,psam}`` read with pgenlib (dosages, hard calls as 0/1/2)."""
 
+    _transient = ("_reader",)
+
     def __init__(self, prefix: str | Path) -> None:
+        super().__init__()
         prefix = Path(prefix)
         self.files = tuple(prefix.with_name(prefix.name + f".{ext}") for ext in ("pgen", "pvar", "psam"))
         _check_present(self.files, "PLINK 2 genotypes need the .pgen, .pvar and .psam files")
@@ -63,29 +66,30 @@ class PgenSource:
         pgenlib = require("pgenlib", "PLINK 2 .pgen genotypes")
         return pgenlib.PgenReader(str(self.files[0]).encode(), raw_sample_ct=len(self.donors))
 
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_reader"}
-
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
-        dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-        if isinstance(columns, slice):
-            out = np.empty((columns.stop - columns.start, len(self.donors)), dtype=dtype)
-            self._reader.read_dosages_range(columns.start, columns.stop, out)
-        else:
-            out = np.empty((len(columns), len(self.donors)), dtype=dtype)
-            self._reader.read_dosages_list(np.asarray(columns, dtype=np.uint32), out)
-        out[out == PGEN_MISSING] = np.nan
-        return out.T if rows is None else out.T[rows]
+        with self._lock:  # the reader keeps a file position
+            dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+            if isinstance(columns, slice):
+                out = np.empty((columns.stop - columns.start, len(self.donors)), dtype=dtype)
+                self._reader.read_dosages_range(columns.start, columns.stop, out)
+            else:
+                out = np.empty((len(columns), len(self.donors)), dtype=dtype)
+                self._reader.read_dosages_list(np.asarray(columns, dtype=np.uint32), out)
+            out[out == PGEN_MISSING] = np.nan
+            return out.T if rows is None else out.T[rows]
 
 
-class BgenSource:
+class BgenSource(FileSource):
     """A BGEN file (v1.1-1.3) read with cbgen; donors from ``path.sample`` or the file's own sample ids.
 
     Opening builds cbgen's variant index (one pass over the file, in a temporary folder) and keeps the
     variant table and the byte offset of each variant.
     """
 
+    _transient = ("_bgen",)
+
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         path = Path(path)
         sample = path.with_suffix(".sample")
         _check_present((path,), "BGEN genotypes need the .bgen file")
@@ -140,27 +144,25 @@ class BgenSource:
     def _bgen(self):
         return require("cbgen", "BGEN genotypes").bgen_file(self.files[0])
 
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_bgen"}
-
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
-        positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
-        out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
-        for k, j in enumerate(positions):
-            genotype = self._bgen.read_genotype(int(self.offsets[j]))
-            probs = genotype.probability  # unphased: AA, AB, BB; phased: h1 A, h1 B, h2 A, h2 B (A = a1)
-            if (genotype.ploidy != 2).any() or probs.shape[1] != (4 if genotype.phased else 3):
-                raise ValueError(
-                    f"{self.files[0]}: variant {self.variants['id'].iat[j]!r} is not diploid biallelic "
-                    "(ploidy or probability count); only diploid dosages can be read"
-                )
-            out[:, k] = probs[:, 0] + probs[:, 2] if genotype.phased else 2 * probs[:, 0] + probs[:, 1]
-            out[genotype.missing, k] = np.nan
-        _check_range(out, self.files[0])
-        return out if rows is None else out[rows]
+        with self._lock:  # the reader keeps a file position
+            positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
+            out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
+            for k, j in enumerate(positions):
+                genotype = self._bgen.read_genotype(int(self.offsets[j]))
+                probs = genotype.probability  # unphased: AA, AB, BB; phased: h1 A, h1 B, h2 A, h2 B (A = a1)
+                if (genotype.ploidy != 2).any() or probs.shape[1] != (4 if genotype.phased else 3):
+                    raise ValueError(
+                        f"{self.files[0]}: variant {self.variants['id'].iat[j]!r} is not diploid biallelic "
+                        "(ploidy or probability count); only diploid dosages can be read"
+                    )
+                out[:, k] = probs[:, 0] + probs[:, 2] if genotype.phased else 2 * probs[:, 0] + probs[:, 1]
+                out[genotype.missing, k] = np.nan
+            _check_range(out, self.files[0])
+            return out if rows is None else out[rows]
 
 
-class VcfSource:
+class VcfSource(FileSource):
     """A VCF (.vcf, .vcf.gz) or BCF file read with cyvcf2: FORMAT/DS when declared, else GT.
 
     Opening reads the file once to build the variant table (bounded memory: the table only). Chunks are
@@ -168,7 +170,12 @@ class VcfSource:
     the file once more; reading an earlier variant restarts the iterator from the top of the file.
     """
 
+    _transient = ("_iterator", "_next")
+    _iterator = None  # the cached record iterator (class defaults: none yet, or after unpickling)
+    _next = 0  # position of the variant the cached iterator yields next
+
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         path = Path(path)
         _check_present((path,), "VCF genotypes need the .vcf, .vcf.gz or .bcf file")
         cyvcf2 = require("cyvcf2", "VCF/BCF genotypes")
@@ -194,28 +201,26 @@ class VcfSource:
                 "them first (bcftools norm -m -any)"
             )
         self.variants = variant_table(pd.DataFrame(columns))
-        self._iterator = None
-        self._next = 0  # position of the variant the cached iterator yields next
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_iterator": None, "_next": 0}
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
-        positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
-        out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
-        if len(positions) and positions[0] < self._next:
-            self._iterator = None
-        if self._iterator is None:
-            self._iterator = iter(require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True))
-            self._next = 0
-        for k, j in enumerate(positions):
-            while self._next < j:  # skip the variants between two requested ones
-                next(self._iterator)
+        with self._lock:  # the reader keeps a file position
+            positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
+            out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
+            if len(positions) and positions[0] < self._next:
+                self._iterator = None
+            if self._iterator is None:
+                self._iterator = iter(
+                    require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True)
+                )
+                self._next = 0
+            for k, j in enumerate(positions):
+                while self._next < j:  # skip the variants between two requested ones
+                    next(self._iterator)
+                    self._next += 1
                 self._next += 1
-            self._next += 1
-            out[:, k] = self._dosage(next(self._iterator))
-        _check_range(out, self.files[0])
-        return out if rows is None else out[rows]
+                out[:, k] = self._dosage(next(self._iterator))
+            _check_range(out, self.files[0])
+            return out if rows is None else out[rows]
 
     def _dosage(self, record) -> np.ndarray:
         """(n_donors,) ALT dosage of one record: DS when present, else the ALT count of GT (NaN missing)."""

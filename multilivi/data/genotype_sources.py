@@ -8,6 +8,7 @@ the other formats (.pgen, .bgen, .vcf/.bcf) are in :mod:`multilivi.data.dosage_f
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -79,14 +80,36 @@ class MemorySource:
         return np.array(block if rows is None else block[rows], dtype=dtype)
 
 
-class BedSource:
+class FileSource:
+    """Base of the file-backed sources: their open handles (attributes named in ``_transient``) are not
+    pickled but reopened on first use, so a source can be sent to a Dask worker; ``_lock`` serialises the
+    reads of readers that keep a file position.
+    """
+
+    _transient: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in (*self._transient, "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class BedSource(FileSource):
     """A PLINK 1 trio ``prefix.{bed,bim,fam}`` read with bed-reader (dosage counts the .bim's allele 1).
 
     The trio is checked at construction (files present, SNP-major magic bytes, .bed size matching the
     .bim and .fam lengths); dosages are read only by :meth:`read`.
     """
 
+    _transient = ("_bed",)
+
     def __init__(self, prefix: str | Path, *, num_threads: int = 1) -> None:
+        super().__init__()
         prefix = Path(prefix)
         paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
         missing = [str(p) for p in paths.values() if not p.exists()]
@@ -131,9 +154,6 @@ class BedSource:
         from bed_reader import open_bed
 
         return open_bed(self.files[0], fam_filepath=self.files[2], bim_filepath=self.files[1])
-
-    def __getstate__(self) -> dict:  # the bed-reader handle stays behind (reopened on first read)
-        return {k: v for k, v in self.__dict__.items() if k != "_bed"}
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         index = np.s_[:, columns] if rows is None else np.s_[rows, columns]

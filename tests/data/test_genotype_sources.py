@@ -14,6 +14,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,16 @@ def test_donor_subsets_are_lazy_views(files, reference, fmt, monkeypatch):
     np.testing.assert_array_equal(subset.read(), reference.subset_donors(donors[1:]).dosage)
     restored = pickle.loads(pickle.dumps(subset))  # what a Dask worker receives
     np.testing.assert_array_equal(restored.read(5, 9), subset.read(5, 9))
+
+
+@pytest.mark.parametrize("fmt", ["pgen", "bgen", "vcf.gz"])
+def test_threads_share_one_source(files, reference, fmt):
+    genotypes = read_genotypes(files[fmt])
+    ranges = list(genotypes.chunks(20)) * 2
+    with ThreadPoolExecutor(4) as pool:  # as Dask's threaded scheduler reads chunks
+        chunks = list(pool.map(lambda r: genotypes.read(*r), ranges))
+    for (start, stop), chunk in zip(ranges, chunks):
+        np.testing.assert_array_equal(chunk, reference.dosage[:, start:stop])
 
 
 def test_ds_vcf_keeps_fractional_dosages(tmp_path, reference):
@@ -345,6 +356,7 @@ def test_missing_reader_names_the_extra(tmp_path, files, monkeypatch):
 
 
 # ------------------------------------------------------------------- fixtures and plink2 itself
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 is not installed (apt-get install plink2)")
 def test_fixtures_regenerate_and_plink2_conversions_agree(tmp_path, reference):
     script = Path(__file__).parent / "fixtures" / "make_genotype_fixtures.py"
