@@ -347,12 +347,19 @@ class BatchedEngine:
         return scan_rotated(self.null, self.null.rotation @ g_std, self.test)
 
     def scan_u(
-        self, g_std: NDArray[np.floating], dtype: type = np.float64, scale: float = 1.0
+        self,
+        g_std: NDArray[np.floating],
+        dtype: type = np.float64,
+        scale: float = 1.0,
+        out: NDArray[np.floating] | None = None,
     ) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1])."""
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1]).
+
+        ``out``: a (factors, variants) array of ``dtype`` to write into.
+        """
         rotation, wy, w = self._cast(dtype, scale)
         g_rot = rotation @ g_std.astype(dtype, copy=False)
-        u = wy @ g_rot
+        u = np.matmul(wy, g_rot, out=out)
         np.abs(u, out=u)
         u /= np.sqrt(w @ np.square(g_rot))
         return u
@@ -391,9 +398,13 @@ class OlsEngine(BatchedEngine):
         return gls_outputs(self.y_res_t @ g_res, gpg, self.r0, self.df, self.n, self.test)
 
     def scan_u(
-        self, g_std: NDArray[np.floating], dtype: type = np.float64, scale: float = 1.0
+        self,
+        g_std: NDArray[np.floating],
+        dtype: type = np.float64,
+        scale: float = 1.0,
+        out: NDArray[np.floating] | None = None,
     ) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``scale * |r|``.
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * |r|`` (into ``out``).
 
         The residualised phenotypes are orthogonal to the design, so ``r = y_res^T g / |g_res|``
         without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2 = n - |Q^T g|^2`` for a
@@ -401,7 +412,7 @@ class OlsEngine(BatchedEngine):
         """
         basis, y_unit = self._cast(dtype, 1.0)
         g = g_std.astype(dtype, copy=False)
-        u = y_unit @ g
+        u = np.matmul(y_unit, g, out=out)
         np.abs(u, out=u)
         u *= scale / np.sqrt(g.shape[0] - np.square(basis.T @ g).sum(axis=0))
         return u

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -32,6 +33,16 @@ logger = logging.getLogger(__name__)
 
 MONOMORPHIC_TOL = 1e-12  # a variant with sd <= 1e-12 max(1, |mean dosage|) is not tested
 SCHEDULER_ENV = "MULTILIVI_DASK_SCHEDULER"
+_workspace = threading.local()
+
+
+def buffer(name: str, shape: tuple[int, ...], dtype: type) -> NDArray:
+    """A per-thread scratch array, reused from chunk to chunk (fresh pages cost a page fault each)."""
+    arrays = _workspace.__dict__.setdefault("arrays", {})
+    key, size = (name, np.dtype(dtype)), int(np.prod(shape))
+    if key not in arrays or arrays[key].size < size:
+        arrays[key] = np.empty(size, dtype)
+    return arrays[key][:size].reshape(shape)
 
 
 class GenotypeSource(Protocol):
@@ -141,7 +152,8 @@ def scan_chunk(engine: Engine, source: GenotypeSource, plan: ScanPlan, start: in
         g /= sd  # standardised in place
         g_std, g_centred = g, None
     else:  # float32 products: standardise into a float32 copy, keep the float64 centred one
-        g_std, g_centred = np.divide(g, sd, out=np.empty(g.shape, np.float32), casting="same_kind"), g
+        g_std = np.divide(g, sd, out=buffer("std32", g.shape, np.float32), casting="same_kind")
+        g_centred = g
     if plan.dense or plan.full:
         pvalues, alpha, se = engine.scan_chunk(g_std) if columns.size else _empty(plan, 0)
         out.dense = (pvalues, alpha / sd, se / sd)
@@ -153,10 +165,11 @@ def scan_chunk(engine: Engine, source: GenotypeSource, plan: ScanPlan, start: in
 def centre(
     dosage: NDArray[np.floating],
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
-    """Mean-impute and centre (donors, variants) dosages into a new float64 array; drop monomorphic variants.
+    """Mean-impute and centre (donors, variants) dosages; drop monomorphic variants.
 
     :func:`multilivi.data.genetics.standardised_genotypes` (same operations, so the same bits)
-    without its final division by ``sd``; ``dosage`` is not modified.
+    without its final division by ``sd``; ``dosage`` is not modified, the centred array is this
+    thread's scratch :func:`buffer` (valid until the next call).
 
     Returns
     -------
@@ -174,8 +187,8 @@ def centre(
         g -= mean
     else:
         mean = g.mean(axis=0)
-        g = g - mean
-        sd = np.sqrt(np.square(g).sum(axis=0) / g.shape[0])
+        g = np.subtract(g, mean, out=buffer("centred", g.shape, np.float64))
+        sd = np.sqrt(np.square(g, out=buffer("square", g.shape, np.float64)).sum(axis=0) / g.shape[0])
     kept = np.isfinite(sd) & (sd > np.maximum(MONOMORPHIC_TOL, MONOMORPHIC_TOL * np.abs(mean)))
     if not kept.all():
         g, sd = g[:, kept], sd[kept]
@@ -203,12 +216,12 @@ def _bounded(
         out.variant_max_u, out.exact_min_p = np.empty(0), (np.empty(0, np.intp), np.empty(0))
         return out
     to_bins = N_BINS / plan.u_threshold
-    u = engine.scan_u(g_std, plan.dtype, to_bins)  # (F, m) u in bin units
+    u = engine.scan_u(g_std, plan.dtype, to_bins, out=buffer("u", (n_factors, g_std.shape[1]), plan.dtype))
     best = u.argmax(axis=1)
     out.factor_max_u = u[np.arange(n_factors), best].astype(np.float64) / to_bins
     out.factor_argmax = out.columns[best]
     out.variant_max_u = u.max(axis=0).astype(np.float64) / to_bins
-    out.counts = bin_scaled(u)  # overwrites u
+    out.counts = bin_scaled(u, buffer("bins", u.shape, np.intp))  # overwrites u
     candidate = np.flatnonzero(out.variant_max_u >= plan.u_candidate)
     requested = np.flatnonzero(np.isin(out.columns, plan.keep))
     exact = np.union1d(candidate, requested)
