@@ -235,6 +235,7 @@ def lmm_scan(
     full_results_path: str | Path | None = None,
     scheduler: object | None = None,
     fdr: float = 0.05,
+    backend: str = "numpy",
 ) -> AssociationResult:
     """Test every donor factor against every variant.
 
@@ -284,6 +285,9 @@ def lmm_scan(
     fdr
         A bounded scan is rerun with a 100x larger ``hit_threshold`` (up to ``RESCANS`` times)
         until BH at ``fdr`` is exact from its hits.
+    backend
+        ``"numpy"``, or ``"torch"``: a bounded scan's products in torch, on CUDA when present
+        (:mod:`multilivi.eval.torch_scan`; ``batched`` and ``ols``).
     """
     _check_options(engine, kinship, chunk_size, n_threads, test)
     donors, source = _check_genotypes(genotypes, donors, variant_ids)
@@ -293,10 +297,19 @@ def lmm_scan(
     dtype = _precision(precision, dense)
     if not 0 < hit_threshold <= 1:
         raise ValueError(f"hit_threshold must lie in (0, 1], got {hit_threshold}")
+    if backend not in ("numpy", "torch") or (backend == "torch" and (dense or engine == "glimix")):
+        raise ValueError(
+            f"backend must be 'numpy' or 'torch' (torch: a bounded scan, keep_all=False, with engine "
+            f"'batched' or 'ols'), got backend={backend!r}, engine={engine!r}, keep_all={dense}"
+        )
     x = _design(covariates, donors)
     kinship = _check_kinship(kinship, len(donors))
     y, tested = _tested_factors(y_frame, x)
     fitted = ENGINES[engine](y, x, kinship, reml, test)
+    if backend == "torch":
+        from multilivi.eval.torch_scan import TorchEngine
+
+        fitted = TorchEngine(fitted)
     keep = _variant_indices(keep_variants, variant_ids)
     how = {"engine": engine, "reml": reml, "test": test}
     for attempt in range(RESCANS + 1):

@@ -357,14 +357,14 @@ class BatchedEngine:
 
         ``out``: a (factors, variants) array of ``dtype`` to write into.
         """
-        rotation, wy, w = self._cast(dtype, scale)
+        rotation, wy, w = self.u_operands(dtype, scale)
         g_rot = rotation @ g_std.astype(dtype, copy=False)
         u = np.matmul(wy, g_rot, out=out)
         np.abs(u, out=u)
         u /= np.sqrt(w @ np.square(g_rot))
         return u
 
-    def _cast(self, dtype: type, scale: float) -> tuple[NDArray, ...]:
+    def u_operands(self, dtype: type, scale: float) -> tuple[NDArray, ...]:
         """The operands of :meth:`scan_u` in ``dtype``, the phenotype side multiplied by ``scale``."""
         key = (np.dtype(dtype), scale)
         if key not in self._u_operands:
@@ -410,7 +410,7 @@ class OlsEngine(BatchedEngine):
         without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2 = n - |Q^T g|^2`` for a
         standardised ``g``.
         """
-        basis, y_unit = self._cast(dtype, 1.0)
+        basis, y_unit = self.u_operands(dtype, 1.0)
         g = g_std.astype(dtype, copy=False)
         u = np.matmul(y_unit, g, out=out)
         np.abs(u, out=u)

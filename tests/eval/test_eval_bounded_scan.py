@@ -299,3 +299,30 @@ def test_chunk_centring_is_the_standardisation_of_the_genotypes_module(data):
         np.testing.assert_array_equal(ours_kept, kept)
         np.testing.assert_array_equal(ours_sd, sd)
         np.testing.assert_array_equal(g / ours_sd, expected)
+
+
+@pytest.mark.parametrize("engine", ["batched", "ols"])
+def test_torch_backend_on_the_cpu_equals_the_numpy_backend(data, engine):
+    numpy_scan = scan(data, engine=engine, keep_all=False, precision="float64")
+    torch_scan = scan(data, engine=engine, keep_all=False, precision="float64", backend="torch")
+    a, b = numpy_scan.bounded, torch_scan.bounded
+    np.testing.assert_array_equal(b.hit_rows, a.hit_rows)
+    np.testing.assert_array_equal(b.hit_cols, a.hit_cols)
+    np.testing.assert_allclose(b.hit_p, a.hit_p, rtol=1e-12)
+    np.testing.assert_allclose(b.variant_max_u, a.variant_max_u, rtol=1e-10)
+    assert np.abs(b.counts - a.counts).sum() <= 2  # u on a bin edge may round either way
+    with pytest.raises(ValueError, match="backend"):
+        scan(data, engine=engine, backend="torch")  # a dense scan has no products to move
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_gives_the_hits_of_the_cpu_scan(data):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the torch backend's GPU path needs one")
+    numpy_scan = scan(data, keep_all=False)
+    cuda_scan = scan(data, keep_all=False, backend="torch")
+    assert cuda_scan.bounded is not None
+    np.testing.assert_array_equal(cuda_scan.bounded.hit_cols, numpy_scan.bounded.hit_cols)
+    np.testing.assert_allclose(cuda_scan.bounded.hit_p, numpy_scan.bounded.hit_p, rtol=1e-12)
+    assert cuda_scan.lambda_gc() == pytest.approx(numpy_scan.lambda_gc(), rel=1e-3)
