@@ -42,6 +42,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from multilivi.eval.scratch import buffer
+
 if TYPE_CHECKING:
     from glimix_core.lmm import LMM
 
@@ -358,10 +360,14 @@ class BatchedEngine:
         ``out``: a (factors, variants) array of ``dtype`` to write into.
         """
         rotation, wy, w = self.u_operands(dtype, scale)
-        g_rot = rotation @ g_std.astype(dtype, copy=False)
+        m = g_std.shape[1]
+        g_rot = np.matmul(
+            rotation, g_std.astype(dtype, copy=False), out=buffer("g_rot", (len(rotation), m), dtype)
+        )
         u = np.matmul(wy, g_rot, out=out)
         np.abs(u, out=u)
-        u /= np.sqrt(w @ np.square(g_rot))
+        gpg = np.matmul(w, np.square(g_rot, out=g_rot), out=buffer("gpg", u.shape, dtype))
+        u /= np.sqrt(gpg, out=gpg)
         return u
 
     def u_operands(self, dtype: type, scale: float) -> tuple[NDArray, ...]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,21 +27,12 @@ from threadpoolctl import threadpool_limits
 from multilivi.atomic import atomic_path
 from multilivi.eval.lmm import Engine
 from multilivi.eval.scan_summary import FLOAT32_MARGIN, N_BINS, BoundedScan, StatisticScale, bin_scaled
+from multilivi.eval.scratch import buffer
 
 logger = logging.getLogger(__name__)
 
 MONOMORPHIC_TOL = 1e-12  # a variant with sd <= 1e-12 max(1, |mean dosage|) is not tested
 SCHEDULER_ENV = "MULTILIVI_DASK_SCHEDULER"
-_workspace = threading.local()
-
-
-def buffer(name: str, shape: tuple[int, ...], dtype: type) -> NDArray:
-    """A per-thread scratch array, reused from chunk to chunk (fresh pages cost a page fault each)."""
-    arrays = _workspace.__dict__.setdefault("arrays", {})
-    key, size = (name, np.dtype(dtype)), int(np.prod(shape))
-    if key not in arrays or arrays[key].size < size:
-        arrays[key] = np.empty(size, dtype)
-    return arrays[key][:size].reshape(shape)
 
 
 class GenotypeSource(Protocol):
