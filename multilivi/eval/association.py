@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from multilivi.eval import fdr as fdr_mod
 from multilivi.eval.lmm import ENGINES, TESTS, fit_null
@@ -305,7 +307,11 @@ def lmm_scan(
     x = _design(covariates, donors)
     kinship = _check_kinship(kinship, len(donors))
     y, tested = _tested_factors(y_frame, x)
-    fitted = ENGINES[engine](y, x, kinship, reml, test)
+    # one BLAS thread for the threaded engines' fits too: multi-threaded eigh of the kinship collapses
+    # when the cores are shared (as the chunks' products, see scan_chunks.run_chunks)
+    limit = threadpool_limits(limits=1, user_api="blas") if ENGINES[engine].threaded else nullcontext()
+    with limit:
+        fitted = ENGINES[engine](y, x, kinship, reml, test)
     if backend == "torch":
         from multilivi.eval.torch_scan import TorchEngine
 
