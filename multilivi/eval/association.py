@@ -8,7 +8,7 @@ scan (the statistics are invariant) and effect sizes and standard errors are con
 dosage scale. :func:`permuted_null_scan` is the same scan against genotypes of permuted donors,
 the in-run false-positive estimate.
 
-Genotypes are a (donors, variants) array or any :class:`~multilivi.eval.scan_chunks.GenotypeSource`
+Genotypes are a (donors, variants) array or any :class:`~multilivi.eval.scan_chunks.ChunkSource`
 (read in chunks of variants). Scans of at most :data:`DENSE_MAX_TESTS` tests keep every test (dense
 ``pvalues``, ``beta``, ``se``); larger ones keep a bounded summary (:mod:`multilivi.eval.scan_summary`):
 hits below ``hit_threshold``, counts, minima and a histogram of the statistic, so memory does not
@@ -32,12 +32,12 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from multilivi.eval import fdr as fdr_mod
-from multilivi.eval.lmm import ENGINES, TESTS, fit_null
+from multilivi.eval.lmm import ENGINES, TESTS, Engine, fit_null
 from multilivi.eval.records import MetricResult
 from multilivi.eval.scan_chunks import (
     ArraySource,
+    ChunkSource,
     Collector,
-    GenotypeSource,
     PermutedSource,
     ScanPlan,
     parquet_chunks,
@@ -217,7 +217,7 @@ def rank_inverse_normal(frame: pd.DataFrame) -> pd.DataFrame:
 
 def lmm_scan(
     phenotypes: pd.DataFrame,
-    genotypes: NDArray[np.floating] | GenotypeSource,
+    genotypes: NDArray[np.floating] | ChunkSource,
     *,
     donors: Sequence[str],
     variant_ids: Sequence[str],
@@ -247,7 +247,7 @@ def lmm_scan(
         (donors, factors) donor factors indexed by donor name (aligned to ``donors``; extra rows ignored).
     genotypes
         (donors, variants) dosages in [0, 2], NaN = missing (mean-imputed per variant), or a
-        :class:`~multilivi.eval.scan_chunks.GenotypeSource` read chunk by chunk.
+        :class:`~multilivi.eval.scan_chunks.ChunkSource` read chunk by chunk.
     donors, variant_ids
         Names of the rows (also of ``kinship``) and columns of the genotypes.
     kinship
@@ -330,18 +330,16 @@ def lmm_scan(
             full=full_results_path is not None,
         )
         arrays = _allocate((tested.size, source.n_variants), pvalues_path) if dense else None
-        collector = Collector(plan, tested.size, source.n_variants, arrays)
-        with parquet_chunks(
-            full_results_path, list(map(str, y_frame.columns)), variant_ids, plan.tested
-        ) as parquet:
-            collector.parquet = parquet
+        factor_names = list(map(str, y_frame.columns))
+        with parquet_chunks(full_results_path, factor_names, variant_ids, plan.tested) as parquet:
+            collector = Collector(plan, tested.size, source.n_variants, arrays, parquet)
             run_chunks(fitted, source, plan, collector.add, n_threads=n_threads, scheduler=scheduler)
         result = _result(y_frame, variant_ids, collector, fitted, tested, **how)
-        if dense or result.bounded.bh_exact(fdr) or attempt == RESCANS or hit_threshold >= fdr:
-            return result
+        if dense or attempt == RESCANS or hit_threshold >= fdr or result.bounded.bh_exact(fdr):
+            break
         hit_threshold = min(1.0, hit_threshold * 100)
         logger.warning("BH at fdr=%g is not exact from the hits; rescanning with p < %g", fdr, hit_threshold)
-    raise AssertionError("unreachable")
+    return result
 
 
 def _dense(keep_all: bool | None, n_tests: int, pvalues_path: object, engine: str) -> bool:
@@ -378,7 +376,7 @@ def _result(
     y_frame: pd.DataFrame,
     variant_ids: Sequence[str],
     collector: Collector,
-    fitted,
+    fitted: Engine,
     tested: NDArray[np.bool_],
     **how: str | bool,
 ) -> AssociationResult:
@@ -409,7 +407,7 @@ def _result(
 
 def permuted_null_scan(
     phenotypes: pd.DataFrame,
-    genotypes: NDArray[np.floating] | GenotypeSource,
+    genotypes: NDArray[np.floating] | ChunkSource,
     *,
     donors: Sequence[str],
     variant_ids: Sequence[str],
@@ -468,8 +466,8 @@ def _check_options(engine: str, kinship: object, chunk_size: int, n_threads: int
 
 
 def _check_genotypes(
-    genotypes: NDArray[np.floating] | GenotypeSource, donors: Sequence[str], variant_ids: Sequence[str]
-) -> tuple[list[str], GenotypeSource]:
+    genotypes: NDArray[np.floating] | ChunkSource, donors: Sequence[str], variant_ids: Sequence[str]
+) -> tuple[list[str], ChunkSource]:
     """Donor names as strings, and the genotypes as a source of (donors, variants) chunks."""
     donors = list(map(str, donors))
     n = len(donors)

@@ -35,8 +35,10 @@ MONOMORPHIC_TOL = 1e-12  # a variant with sd <= 1e-12 max(1, |mean dosage|) is n
 SCHEDULER_ENV = "MULTILIVI_DASK_SCHEDULER"
 
 
-class GenotypeSource(Protocol):
-    """Dosages read in chunks of variants: rows in the order of the scan's donors."""
+class ChunkSource(Protocol):
+    """Dosages read in chunks of variants, rows in the order of the scan's donors (e.g.
+    :class:`multilivi.data.genetics.Genotypes`, whatever its files' format).
+    """
 
     n_variants: int
 
@@ -47,7 +49,7 @@ class GenotypeSource(Protocol):
 
 @dataclass(frozen=True)
 class ArraySource:
-    """A (donors, variants) dosage array as a :class:`GenotypeSource`."""
+    """A (donors, variants) dosage array as a :class:`ChunkSource`."""
 
     dosage: NDArray[np.floating]
 
@@ -64,7 +66,7 @@ class ArraySource:
 class PermutedSource:
     """``source`` with its donor rows permuted by ``order`` in every chunk read."""
 
-    source: GenotypeSource
+    source: ChunkSource
     order: NDArray[np.intp]
 
     @property
@@ -131,7 +133,7 @@ class ChunkOutput:
     kept: dict[int, tuple[NDArray, NDArray, NDArray]] = field(default_factory=dict)
 
 
-def scan_chunk(engine: Engine, source: GenotypeSource, plan: ScanPlan, start: int) -> ChunkOutput:
+def scan_chunk(engine: Engine, source: ChunkSource, plan: ScanPlan, start: int) -> ChunkOutput:
     """Read, standardise and scan variants ``start:start + plan.chunk_size`` of ``source``."""
     stop = min(start + plan.chunk_size, source.n_variants)
     g, keep, sd = centre(source.read(start, stop))
@@ -401,7 +403,7 @@ def parquet_chunks(
 
 def run_chunks(
     engine: Engine,
-    source: GenotypeSource,
+    source: ChunkSource,
     plan: ScanPlan,
     collect: Callable[[ChunkOutput], None],
     *,
@@ -442,7 +444,7 @@ def _windowed(submit: Callable, task: Callable, items: Iterable, window: int) ->
 
 
 def _dask_chunks(
-    engine: Engine, source: GenotypeSource, plan: ScanPlan, starts: list[int], scheduler: object
+    engine: Engine, source: ChunkSource, plan: ScanPlan, starts: list[int], scheduler: object
 ) -> Iterator[ChunkOutput]:
     """Chunks as tasks of a ``dask.distributed`` cluster (an address or a ``Client``), as they finish."""
     try:
@@ -473,7 +475,7 @@ def _dask_chunks(
             client.close()
 
 
-def _dask_task(engine: Engine, source: GenotypeSource, plan: ScanPlan, start: int) -> ChunkOutput:
+def _dask_task(engine: Engine, source: ChunkSource, plan: ScanPlan, start: int) -> ChunkOutput:
     """:func:`scan_chunk` on a Dask worker, with one BLAS thread."""
     with threadpool_limits(limits=1, user_api="blas"):
         return scan_chunk(engine, source, plan, start)
