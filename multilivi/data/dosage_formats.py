@@ -129,7 +129,8 @@ class BgenSource(FileSource):
                     "a1": alleles.str[0],
                     "a2": alleles.str[1],
                 }
-            )
+            ),
+            compact=True,
         )
         self.offsets = np.concatenate([p.offset for p in parts]).astype(np.uint64)
 
@@ -200,7 +201,7 @@ class VcfSource(FileSource):
                 f"{path}: {len(multiallelic)} variants are not biallelic ({few_names(multiallelic)}); split "
                 "them first (bcftools norm -m -any)"
             )
-        self.variants = variant_table(pd.DataFrame(columns))
+        self.variants = variant_table(pd.DataFrame(columns), compact=True)
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         with self._lock:  # the reader keeps a file position
@@ -285,7 +286,8 @@ def _read_pvar(path: Path) -> pd.DataFrame:
             "split them first (plink2 --max-alleles 2)"
         )
     ids = ids.where(ids != ".", chrom + ":" + pos + ":" + ref + ":" + alt)
-    return variant_table(pd.DataFrame({"id": ids, "chrom": chrom, "pos": pos, "a1": alt, "a2": ref}))
+    table = pd.DataFrame({"id": ids, "chrom": chrom, "pos": pos, "a1": alt, "a2": ref})
+    return variant_table(table, compact=True)
 
 
 def _read_sample_file(path: Path) -> list[str]:
