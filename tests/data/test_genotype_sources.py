@@ -123,6 +123,7 @@ def test_every_format_reads_the_same_dosages(files, reference, fmt):
     np.testing.assert_array_equal(genotypes.read(), expected)  # NaN == NaN here
     chunks = [genotypes.read(start, stop) for start, stop in genotypes.chunks(37)]
     np.testing.assert_array_equal(np.hstack(chunks), expected)
+    assert all(c.flags.c_contiguous or c.flags.f_contiguous for c in chunks)
     np.testing.assert_array_equal(genotypes.read(250, 300, dtype=np.float32), expected[:, 250:], strict=False)
     columns = np.array([299, 3, 3, 150, 0])  # any order, repeats
     np.testing.assert_array_equal(genotypes.read_columns(columns), expected[:, columns])
@@ -333,6 +334,14 @@ def test_multiallelic_vcf_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not biallelic.*bcftools norm"):
         read_genotypes(text)
+
+
+def test_genotypes_under_another_name_are_refused(tmp_path, files, reference):
+    Cohort(cells_of(reference.donors)).write(tmp_path / "c")
+    for ext in ("pgen", "pvar", "psam"):
+        shutil.copy(f"{files['pgen']}.{ext}", tmp_path / "c" / f"chr1.{ext}")
+    with pytest.raises(ValueError, match=r"genotype files \['chr1.pgen'\].*genotypes.<ext>"):
+        Cohort.read(tmp_path / "c")
 
 
 def test_unknown_path_lists_the_formats(tmp_path):
