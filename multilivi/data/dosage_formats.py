@@ -18,7 +18,9 @@ packages (pgenlib, cbgen, cyvcf2) are the ``multilivi[genotypes]`` extra.
 from __future__ import annotations
 
 import importlib
+import itertools
 import tempfile
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -168,7 +170,9 @@ class VcfSource(FileSource):
 
     Opening reads the file once to build the variant table (bounded memory: the table only). Chunks are
     then read sequentially from one cached iterator, so a scan from the first to the last variant reads
-    the file once more; reading an earlier variant restarts the iterator from the top of the file.
+    the file once more. A read that does not continue where the last one stopped seeks with the file's
+    index (``.tbi`` or ``.csi`` beside it, e.g. from ``tabix -p vcf`` or ``bcftools index``) when there is
+    one, else restarts from the top of the file (earlier variants) or skips forward.
     """
 
     _transient = ("_iterator", "_next")
@@ -202,18 +206,18 @@ class VcfSource(FileSource):
                 "them first (bcftools norm -m -any)"
             )
         self.variants = variant_table(pd.DataFrame(columns), compact=True)
+        self.indexed = any(Path(f"{path}.{ext}").exists() for ext in ("tbi", "csi"))
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         with self._lock:  # the reader keeps a file position
             positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
             out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
-            if len(positions) and positions[0] < self._next:
-                self._iterator = None
-            if self._iterator is None:
-                self._iterator = iter(
-                    require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True)
-                )
-                self._next = 0
+            if len(positions) and (
+                self._iterator is None
+                or positions[0] < self._next
+                or (self.indexed and positions[0] > self._next)
+            ):
+                self._iterator, self._next = self._records_from(int(positions[0]))
             for k, j in enumerate(positions):
                 while self._next < j:  # skip the variants between two requested ones
                     next(self._iterator)
@@ -222,6 +226,26 @@ class VcfSource(FileSource):
                 out[:, k] = self._dosage(next(self._iterator))
             _check_range(out, self.files[0])
             return out if rows is None else out[rows]
+
+    def _records_from(self, j: int) -> tuple[Iterator, int]:
+        """An iterator of records and the variant position it yields first: ``j`` with an index, else 0."""
+        vcf = require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True)
+        if not self.indexed or j == 0:
+            return iter(vcf), 0
+        chrom, pos = self.variants["chrom"], self.variants["pos"]
+        first = j  # the first variant at j's chrom:pos (a region query starts there)
+        while first > 0 and chrom.iat[first - 1] == chrom.iat[j] and pos.iat[first - 1] == pos.iat[j]:
+            first -= 1
+        start = int(pos.iat[j])
+        later = list(chrom.iloc[j:].unique())[1:]  # an indexed file holds each chromosome in one block
+
+        def records() -> Iterator:
+            here = (r for r in vcf(f"{chrom.iat[j]}:{start}-") if start <= r.POS)  # not those spanning it
+            yield from itertools.islice(here, j - first, None)
+            for c in later:
+                yield from vcf(c)
+
+        return records(), j
 
     def _dosage(self, record) -> np.ndarray:
         """(n_donors,) ALT dosage of one record: DS when present, else the ALT count of GT (NaN missing)."""

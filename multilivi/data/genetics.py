@@ -101,7 +101,7 @@ class Genotypes:
             raise IndexError(f"variant positions must lie in 0:{self.n_variants}")
         unique, inverse = np.unique(columns, return_inverse=True)
         block = self._source.read(self._rows, unique, dtype)
-        return block if unique.size == columns.size else np.array(block[:, inverse], dtype=dtype)
+        return block if np.array_equal(unique, columns) else np.array(block[:, inverse], dtype=dtype)
 
     def chunks(self, size: int | None = None) -> Iterator[tuple[int, int]]:
         """``(start, stop)`` variant ranges of ``size`` variants (default: 64 MiB of float64 per chunk)."""
