@@ -27,10 +27,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilivi.data.genotype_sources import FileSource, donor_index, few_names, variant_table
+from multilivi.data.genotype_sources import (
+    COMPACT_STRING,
+    FileSource,
+    donor_index,
+    few_names,
+    read_columns_tsv,
+    variant_table,
+)
 
 EXTRA = "pip install 'multilivi[genotypes]'"
 PGEN_MISSING = -9.0  # pgenlib's value for a missing dosage
+VCF_TABLE_PIECE = 100_000  # records held as Python strings at a time while a VCF's variant table is built
 
 
 def require(package: str, what: str):
@@ -189,8 +197,8 @@ class VcfSource(FileSource):
         self.donors = donor_index(vcf.samples)
         self.dosage_field = any(h.type == "FORMAT" and h.info().get("ID") == "DS" for h in vcf.header_iter())
         columns: dict[str, list] = {"id": [], "chrom": [], "pos": [], "a1": [], "a2": []}
-        multiallelic = []
-        for record in vcf:
+        pieces, multiallelic = [], []
+        for n, record in enumerate(vcf, start=1):
             if len(record.ALT) != 1:
                 multiallelic.append(f"{record.CHROM}:{record.POS}")
             alt = record.ALT[0] if record.ALT else "."
@@ -199,13 +207,17 @@ class VcfSource(FileSource):
             columns["pos"].append(record.POS)
             columns["a1"].append(alt)
             columns["a2"].append(record.REF)
+            if n % VCF_TABLE_PIECE == 0:  # Python strings only for one piece at a time
+                pieces.append(_compact(columns))
+                columns = {k: [] for k in columns}
         vcf.close()
+        pieces.append(_compact(columns))
         if multiallelic:
             raise ValueError(
                 f"{path}: {len(multiallelic)} variants are not biallelic ({few_names(multiallelic)}); split "
                 "them first (bcftools norm -m -any)"
             )
-        self.variants = variant_table(pd.DataFrame(columns), compact=True)
+        self.variants = variant_table(pd.concat(pieces, ignore_index=True), compact=True)
         self.indexed = any(Path(f"{path}.{ext}").exists() for ext in ("tbi", "csi"))
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
@@ -258,6 +270,12 @@ class VcfSource(FileSource):
         return counts
 
 
+def _compact(columns: dict[str, list]) -> pd.DataFrame:
+    """A piece of a variant table with pyarrow-backed strings and int64 positions."""
+    types = {c: (np.int64 if c == "pos" else COMPACT_STRING) for c in columns}
+    return pd.DataFrame(columns).astype(types)
+
+
 def _check_present(files: tuple[Path, ...], need: str) -> None:
     missing = [str(p) for p in files if not p.exists()]
     if missing:
@@ -297,8 +315,12 @@ def _read_pvar(path: Path) -> pd.DataFrame:
         else:
             header = ""
     if header.startswith("#"):
-        table = pd.read_csv(path, sep="\t", skiprows=n_meta, dtype=str, keep_default_na=False)
-        table.columns = [c.lstrip("#") for c in table.columns]
+        names = header[1:].rstrip("\n").split("\t")
+        if not {"CHROM", "POS", "ID", "REF", "ALT"} <= set(names):
+            raise ValueError(f"{path}: the header {header.strip()!r} lacks #CHROM, POS, ID, REF or ALT")
+        table = read_columns_tsv(path, names, ["CHROM", "POS", "ID", "REF", "ALT"], skip_rows=n_meta + 1)
+        if table is None:
+            raise ValueError(f"{path} is not tab-separated, as a .pvar must be; re-export it with plink2")
         chrom, pos, ids, ref, alt = (table[c] for c in ("CHROM", "POS", "ID", "REF", "ALT"))
     else:
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)

@@ -206,28 +206,35 @@ def _read_fam(path: Path) -> np.ndarray:
 
 
 def _read_bim(path: Path) -> pd.DataFrame:
-    """The variant table of a .bim file (chrom, id, cM, pos, allele 1, allele 2), parsed by pyarrow when
-    tab-separated (fast and compact at millions of variants), else by pandas on any whitespace.
+    """The variant table of a .bim file (chrom, id, cM, pos, allele 1, allele 2)."""
+    names = ["chrom", "id", "cm", "pos", "a1", "a2"]
+    table = read_columns_tsv(path, names, ["id", "chrom", "pos", "a1", "a2"])
+    if table is None:  # not tab-separated
+        table = pd.read_csv(path, sep=r"\s+", header=None, names=names, dtype=str, keep_default_na=False)
+    return table.astype({"pos": np.int64})
+
+
+def read_columns_tsv(
+    path: Path, names: list[str], keep: list[str], skip_rows: int = 0
+) -> pd.DataFrame | None:
+    """Columns ``keep`` of a headerless tab-separated file with columns ``names``, as pyarrow-backed
+    strings (fast and compact at millions of rows); None when the file is not tab-separated.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = ["chrom", "id", "cm", "pos", "a1", "a2"]
-    types = {"chrom": pa.string(), "id": pa.string(), "pos": pa.int64(), "a1": pa.string(), "a2": pa.string()}
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows),
             parse_options=pacsv.ParseOptions(delimiter="\t"),
             convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                include_columns=["id", "chrom", "pos", "a1", "a2"],
+                column_types={c: pa.string() for c in keep},
+                include_columns=keep,
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         )
-    except pa.ArrowInvalid:  # not tab-separated
-        frame = pd.read_csv(path, sep=r"\s+", header=None, names=names, dtype=str, keep_default_na=False)
-        return frame.astype({"pos": np.int64})
-    frame = table.to_pandas(types_mapper={pa.string(): COMPACT_STRING}.get)
-    return frame
+    except pa.ArrowInvalid:
+        return None
+    return table.to_pandas(types_mapper={pa.string(): COMPACT_STRING}.get)

@@ -174,6 +174,14 @@ def test_indexed_vcf_seeks_to_any_chunk(tmp_path, reference):
     )
 
 
+def test_vcf_variant_table_is_built_in_pieces(files, reference, monkeypatch):
+    import multilivi.data.dosage_formats as formats
+
+    monkeypatch.setattr(formats, "VCF_TABLE_PIECE", 7)
+    genotypes = read_genotypes(files["vcf.gz"])
+    pd.testing.assert_frame_equal(genotypes.variants, reference.variants, check_dtype=False)
+
+
 def test_ds_vcf_keeps_fractional_dosages(tmp_path, reference):
     rng = np.random.default_rng(0)
     ds = np.round(rng.uniform(0, 2, reference.dosage.shape), 4)
