@@ -20,9 +20,9 @@ CHUNK_BYTES = 1 << 26  # float64 bytes of one chunk of dosages read by the strea
 class Genotypes:
     """Allele dosages of donors at variants: a view on a :class:`GenotypeSource` (memory or files).
 
-    ``Genotypes(dosage, donors, variants)`` wraps a matrix in memory; :func:`read_genotypes` (in
-    :mod:`multilivi.data.dosage_formats`) opens files. Dosages are read in chunks of variants by
-    :meth:`read`; the whole matrix, :attr:`dosage`, is for small cohorts.
+    ``Genotypes(dosage, donors, variants)`` wraps a matrix in memory; :func:`multilivi.data.io.read_genotypes`
+    opens .bed, .pgen, .bgen or .vcf/.bcf files. Dosages are read in chunks of variants by :meth:`read`;
+    the whole matrix, :attr:`dosage`, is for small cohorts. A view pickles without open file handles.
 
     Parameters
     ----------

@@ -19,6 +19,7 @@ import pandas as pd
 
 VARIANT_COLUMNS = ("id", "chrom", "pos", "a1", "a2")
 COMPACT_STRING = pd.StringDtype("pyarrow")
+BED_MAGIC = b"\x6c\x1b\x01"  # the first bytes of a SNP-major PLINK 1 .bed
 HASH_BLOCK = 1 << 20  # bytes read at a time when hashing files
 
 
@@ -121,13 +122,13 @@ class BedSource(FileSource):
         donors, variants = _read_fam(paths["fam"]), _read_bim(paths["bim"])
         n_donors, n_variants = len(donors), len(variants)
         with open(paths["bed"], "rb") as f:
-            magic = f.read(3)
-        if magic != b"\x6c\x1b\x01":
+            magic = f.read(len(BED_MAGIC))
+        if magic != BED_MAGIC:
             raise ValueError(
                 f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with "
                 "plink --make-bed"
             )
-        expected = 3 + n_variants * ((n_donors + 3) // 4)
+        expected = len(BED_MAGIC) + n_variants * ((n_donors + 3) // 4)
         actual = paths["bed"].stat().st_size
         if actual != expected:
             raise ValueError(
