@@ -185,9 +185,11 @@ def variant_table(variants: pd.DataFrame, *, compact: bool = False) -> pd.DataFr
 
 
 def hash_files(files: Sequence[Path], h: hashlib._Hash) -> None:
-    """Feed each file's name, size and content (streamed in 1 MiB blocks) into ``h``."""
+    """Feed each file's extension, size and content (streamed in 1 MiB blocks) into ``h``; not its name,
+    so a renamed or copied file set (``chr1.bed`` written as ``genotypes.bed``) keeps its hash.
+    """
     for path in files:
-        h.update(f"{Path(path).name}\0{Path(path).stat().st_size}\0".encode())
+        h.update(f"{Path(path).suffix}\0{Path(path).stat().st_size}\0".encode())
         with open(path, "rb") as f:
             while block := f.read(HASH_BLOCK):
                 h.update(block)
