@@ -260,14 +260,14 @@ class VcfSource(FileSource):
         return records(), j
 
     def _dosage(self, record) -> np.ndarray:
-        """(n_donors,) ALT dosage of one record: DS when present, else the ALT count of GT (NaN missing)."""
-        if self.dosage_field:
-            ds = record.format("DS")
-            if ds is not None:
-                return ds[:, 0]
+        """(n_donors,) ALT dosage of one record: DS where present, else the ALT count of GT (NaN missing)."""
         counts = record.gt_types.astype(np.float64)  # gts012: 0, 1, 2 ALT alleles; 3 unknown
         counts[counts == 3] = np.nan
-        return counts
+        ds = record.format("DS") if self.dosage_field else None
+        if ds is None:
+            return counts
+        ds = ds[:, 0].astype(np.float64)
+        return np.where(np.isnan(ds), counts, ds)  # a sample without DS keeps its GT call
 
 
 def _compact(columns: dict[str, list]) -> pd.DataFrame:

@@ -357,6 +357,22 @@ def test_ds_out_of_range_is_refused(tmp_path, reference):
         genotypes.read(0, 8)
 
 
+def test_vcf_samples_without_ds_keep_their_gt(tmp_path):
+    text = tmp_path / "m.vcf"
+    text.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        '##FORMAT=<ID=DS,Number=1,Type=Float,Description="ALT dosage">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\tc\td\n"
+        "1\t5\trs1\tA\tC\t.\t.\t.\tGT:DS\t0/1:0.9\t./.:.\t1/1\t0/0:.\n"
+        "1\t6\t.\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t./.\t0/0\n"
+    )
+    genotypes = read_genotypes(text)
+    assert list(genotypes.variant_ids) == ["rs1", "1:6:A:G"]
+    expected = np.array([[np.float32(0.9), 1], [np.nan, 2], [2, np.nan], [0, 0]])
+    np.testing.assert_array_equal(genotypes.read(), expected)
+
+
 def test_multiallelic_vcf_is_refused(tmp_path):
     text = tmp_path / "m.vcf"
     text.write_text(
