@@ -52,7 +52,7 @@ def require(package: str, what: str):
 class PgenSource(FileSource):
     """A PLINK 2 fileset ``prefix.{pgen,pvar,psam}`` read with pgenlib (dosages, hard calls as 0/1/2)."""
 
-    _transient = ("_reader",)
+    _transient = ("_reader", "variants")
 
     def __init__(self, prefix: str | Path) -> None:
         super().__init__()
@@ -70,6 +70,12 @@ class PgenSource(FileSource):
                 "fileset is mismatched; re-export all three together (plink2 --make-pgen)"
             )
         reader.close()
+        self.n_variants = len(self.variants)
+
+    @cached_property
+    def variants(self) -> pd.DataFrame:
+        """The variant table (parsed at construction; again from the .pvar after unpickling)."""
+        return _read_pvar(self.files[1])
 
     @cached_property
     def _reader(self):
@@ -143,6 +149,7 @@ class BgenSource(FileSource):
             compact=True,
         )
         self.offsets = np.concatenate([p.offset for p in parts]).astype(np.uint64)
+        self.n_variants = len(self.offsets)
 
     def _check_biallelic(self, n_alleles: np.ndarray, ids: np.ndarray) -> None:
         if (n_alleles != 2).any():
@@ -218,6 +225,7 @@ class VcfSource(FileSource):
                 "them first (bcftools norm -m -any)"
             )
         self.variants = variant_table(pd.concat(pieces, ignore_index=True), compact=True)
+        self.n_variants = len(self.variants)
         self.indexed = any(Path(f"{path}.{ext}").exists() for ext in ("tbi", "csi"))
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:

@@ -66,7 +66,7 @@ class Genotypes:
 
     @property
     def n_variants(self) -> int:
-        return len(self._source.variants)
+        return self._source.n_variants
 
     @property
     def variant_ids(self) -> pd.Index:

@@ -32,12 +32,15 @@ class GenotypeSource(Protocol):
         Donor names in the source's row order, length n_donors.
     variants
         Table of n_variants rows with columns ``id, chrom, pos, a1, a2``.
+    n_variants
+        The number of variants (rows of ``variants``, which a file source may parse again on first use).
     files
         The member files (empty for a matrix in memory); their bytes are the source's content.
     """
 
     donors: pd.Index
     variants: pd.DataFrame
+    n_variants: int
     files: tuple[Path, ...]
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
@@ -70,6 +73,7 @@ class MemorySource:
                 f"dosage has {n_variants} columns but the variant table has {len(self.variants)} rows; "
                 "pass one row per genotype column (the .bim file)"
             )
+        self.n_variants = n_variants
         observed = self.dosage[~np.isnan(self.dosage)]
         if observed.size and (observed.min() < 0 or observed.max() > 2):
             raise ValueError(
@@ -83,9 +87,10 @@ class MemorySource:
 
 
 class FileSource:
-    """Base of the file-backed sources: their open handles (attributes named in ``_transient``) are not
-    pickled but reopened on first use, so a source can be sent to a Dask worker; ``_lock`` serialises the
-    reads of readers that keep a file position.
+    """Base of the file-backed sources: their open handles and what can be parsed again from the files
+    (attributes named in ``_transient``, e.g. the variant table) are not pickled but rebuilt on first use,
+    so a source sent to a Dask worker is small; ``_lock`` serialises the reads of readers that keep a file
+    position.
     """
 
     _transient: tuple[str, ...] = ()
@@ -108,7 +113,7 @@ class BedSource(FileSource):
     .bim and .fam lengths); dosages are read only by :meth:`read`.
     """
 
-    _transient = ("_bed",)
+    _transient = ("_bed", "variants")
 
     def __init__(self, prefix: str | Path, *, num_threads: int = 1) -> None:
         super().__init__()
@@ -140,13 +145,19 @@ class BedSource(FileSource):
         self.num_threads = num_threads
         self.donors = donor_index(donors)
         self.variants = variant_table(variants, compact=True)
+        self.n_variants = n_variants
+
+    @cached_property
+    def variants(self) -> pd.DataFrame:
+        """The variant table (parsed at construction; again from the .bim after unpickling)."""
+        return variant_table(_read_bim(self.files[1]), compact=True)
 
     @cached_property
     def _bed(self):
         from bed_reader import open_bed
 
-        n_donors, n_variants = len(self.donors), len(self.variants)  # so bed-reader reads no .fam/.bim
-        return open_bed(self.files[0], iid_count=n_donors, sid_count=n_variants)
+        # with the counts given, bed-reader parses no .fam or .bim
+        return open_bed(self.files[0], iid_count=len(self.donors), sid_count=self.n_variants)
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         index = np.s_[:, columns] if rows is None else np.s_[rows, columns]

@@ -142,6 +142,9 @@ def test_donor_subsets_are_lazy_views(files, reference, fmt, monkeypatch):
     np.testing.assert_array_equal(subset.read(), reference.subset_donors(donors[1:]).dosage)
     restored = pickle.loads(pickle.dumps(subset))  # what a Dask worker receives
     np.testing.assert_array_equal(restored.read(5, 9), subset.read(5, 9))
+    pd.testing.assert_frame_equal(restored.variants, subset.variants)
+    if fmt in ("bed", "pgen"):  # the variant table is parsed again from the files, not pickled
+        assert len(pickle.dumps(genotypes)) < 3_000
 
 
 @pytest.mark.parametrize("fmt", ["pgen", "bgen", "vcf.gz"])
