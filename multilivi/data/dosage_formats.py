@@ -18,17 +18,27 @@ packages (pgenlib, cbgen, cyvcf2) are the ``multilivi[genotypes]`` extra.
 from __future__ import annotations
 
 import importlib
+import itertools
 import tempfile
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from multilivi.data.genotype_sources import FileSource, donor_index, few_names, variant_table
+from multilivi.data.genotype_sources import (
+    COMPACT_STRING,
+    FileSource,
+    donor_index,
+    few_names,
+    read_columns_tsv,
+    variant_table,
+)
 
 EXTRA = "pip install 'multilivi[genotypes]'"
 PGEN_MISSING = -9.0  # pgenlib's value for a missing dosage
+VCF_TABLE_PIECE = 100_000  # records held as Python strings at a time while a VCF's variant table is built
 
 
 def require(package: str, what: str):
@@ -42,7 +52,7 @@ def require(package: str, what: str):
 class PgenSource(FileSource):
     """A PLINK 2 fileset ``prefix.{pgen,pvar,psam}`` read with pgenlib (dosages, hard calls as 0/1/2)."""
 
-    _transient = ("_reader",)
+    _transient = ("_reader", "variants")
 
     def __init__(self, prefix: str | Path) -> None:
         super().__init__()
@@ -60,6 +70,12 @@ class PgenSource(FileSource):
                 "fileset is mismatched; re-export all three together (plink2 --make-pgen)"
             )
         reader.close()
+        self.n_variants = len(self.variants)
+
+    @cached_property
+    def variants(self) -> pd.DataFrame:
+        """The variant table (parsed at construction; again from the .pvar after unpickling)."""
+        return _read_pvar(self.files[1])
 
     @cached_property
     def _reader(self):
@@ -129,9 +145,11 @@ class BgenSource(FileSource):
                     "a1": alleles.str[0],
                     "a2": alleles.str[1],
                 }
-            )
+            ),
+            compact=True,
         )
         self.offsets = np.concatenate([p.offset for p in parts]).astype(np.uint64)
+        self.n_variants = len(self.offsets)
 
     def _check_biallelic(self, n_alleles: np.ndarray, ids: np.ndarray) -> None:
         if (n_alleles != 2).any():
@@ -167,7 +185,9 @@ class VcfSource(FileSource):
 
     Opening reads the file once to build the variant table (bounded memory: the table only). Chunks are
     then read sequentially from one cached iterator, so a scan from the first to the last variant reads
-    the file once more; reading an earlier variant restarts the iterator from the top of the file.
+    the file once more. A read that does not continue where the last one stopped seeks with the file's
+    index (``.tbi`` or ``.csi`` beside it, e.g. from ``tabix -p vcf`` or ``bcftools index``) when there is
+    one, else restarts from the top of the file (earlier variants) or skips forward.
     """
 
     _transient = ("_iterator", "_next")
@@ -184,8 +204,8 @@ class VcfSource(FileSource):
         self.donors = donor_index(vcf.samples)
         self.dosage_field = any(h.type == "FORMAT" and h.info().get("ID") == "DS" for h in vcf.header_iter())
         columns: dict[str, list] = {"id": [], "chrom": [], "pos": [], "a1": [], "a2": []}
-        multiallelic = []
-        for record in vcf:
+        pieces, multiallelic = [], []
+        for n, record in enumerate(vcf, start=1):
             if len(record.ALT) != 1:
                 multiallelic.append(f"{record.CHROM}:{record.POS}")
             alt = record.ALT[0] if record.ALT else "."
@@ -194,25 +214,30 @@ class VcfSource(FileSource):
             columns["pos"].append(record.POS)
             columns["a1"].append(alt)
             columns["a2"].append(record.REF)
+            if n % VCF_TABLE_PIECE == 0:  # Python strings only for one piece at a time
+                pieces.append(_compact(columns))
+                columns = {k: [] for k in columns}
         vcf.close()
+        pieces.append(_compact(columns))
         if multiallelic:
             raise ValueError(
                 f"{path}: {len(multiallelic)} variants are not biallelic ({few_names(multiallelic)}); split "
                 "them first (bcftools norm -m -any)"
             )
-        self.variants = variant_table(pd.DataFrame(columns))
+        self.variants = variant_table(pd.concat(pieces, ignore_index=True), compact=True)
+        self.n_variants = len(self.variants)
+        self.indexed = any(Path(f"{path}.{ext}").exists() for ext in ("tbi", "csi"))
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         with self._lock:  # the reader keeps a file position
             positions = np.arange(columns.start, columns.stop) if isinstance(columns, slice) else columns
             out = np.empty((len(self.donors), len(positions)), dtype=dtype, order="F")
-            if len(positions) and positions[0] < self._next:
-                self._iterator = None
-            if self._iterator is None:
-                self._iterator = iter(
-                    require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True)
-                )
-                self._next = 0
+            if len(positions) and (
+                self._iterator is None
+                or positions[0] < self._next
+                or (self.indexed and positions[0] > self._next)
+            ):
+                self._iterator, self._next = self._records_from(int(positions[0]))
             for k, j in enumerate(positions):
                 while self._next < j:  # skip the variants between two requested ones
                     next(self._iterator)
@@ -222,15 +247,41 @@ class VcfSource(FileSource):
             _check_range(out, self.files[0])
             return out if rows is None else out[rows]
 
+    def _records_from(self, j: int) -> tuple[Iterator, int]:
+        """An iterator of records and the variant position it yields first: ``j`` with an index, else 0."""
+        vcf = require("cyvcf2", "VCF/BCF genotypes").VCF(str(self.files[0]), gts012=True)
+        if not self.indexed or j == 0:
+            return iter(vcf), 0
+        chrom, pos = self.variants["chrom"], self.variants["pos"]
+        first = j  # the first variant at j's chrom:pos (a region query starts there)
+        while first > 0 and chrom.iat[first - 1] == chrom.iat[j] and pos.iat[first - 1] == pos.iat[j]:
+            first -= 1
+        start = int(pos.iat[j])
+        later = list(chrom.iloc[j:].unique())[1:]  # an indexed file holds each chromosome in one block
+
+        def records() -> Iterator:
+            here = (r for r in vcf(f"{chrom.iat[j]}:{start}-") if start <= r.POS)  # not those spanning it
+            yield from itertools.islice(here, j - first, None)
+            for c in later:
+                yield from vcf(c)
+
+        return records(), j
+
     def _dosage(self, record) -> np.ndarray:
-        """(n_donors,) ALT dosage of one record: DS when present, else the ALT count of GT (NaN missing)."""
-        if self.dosage_field:
-            ds = record.format("DS")
-            if ds is not None:
-                return ds[:, 0]
+        """(n_donors,) ALT dosage of one record: DS where present, else the ALT count of GT (NaN missing)."""
         counts = record.gt_types.astype(np.float64)  # gts012: 0, 1, 2 ALT alleles; 3 unknown
         counts[counts == 3] = np.nan
-        return counts
+        ds = record.format("DS") if self.dosage_field else None
+        if ds is None:
+            return counts
+        ds = ds[:, 0].astype(np.float64)
+        return np.where(np.isnan(ds), counts, ds)  # a sample without DS keeps its GT call
+
+
+def _compact(columns: dict[str, list]) -> pd.DataFrame:
+    """A piece of a variant table with pyarrow-backed strings and int64 positions."""
+    types = {c: (np.int64 if c == "pos" else COMPACT_STRING) for c in columns}
+    return pd.DataFrame(columns).astype(types)
 
 
 def _check_present(files: tuple[Path, ...], need: str) -> None:
@@ -272,8 +323,12 @@ def _read_pvar(path: Path) -> pd.DataFrame:
         else:
             header = ""
     if header.startswith("#"):
-        table = pd.read_csv(path, sep="\t", skiprows=n_meta, dtype=str, keep_default_na=False)
-        table.columns = [c.lstrip("#") for c in table.columns]
+        names = header[1:].rstrip("\n").split("\t")
+        if not {"CHROM", "POS", "ID", "REF", "ALT"} <= set(names):
+            raise ValueError(f"{path}: the header {header.strip()!r} lacks #CHROM, POS, ID, REF or ALT")
+        table = read_columns_tsv(path, names, ["CHROM", "POS", "ID", "REF", "ALT"], skip_rows=n_meta + 1)
+        if table is None:
+            raise ValueError(f"{path} is not tab-separated, as a .pvar must be; re-export it with plink2")
         chrom, pos, ids, ref, alt = (table[c] for c in ("CHROM", "POS", "ID", "REF", "ALT"))
     else:
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
@@ -285,7 +340,8 @@ def _read_pvar(path: Path) -> pd.DataFrame:
             "split them first (plink2 --max-alleles 2)"
         )
     ids = ids.where(ids != ".", chrom + ":" + pos + ":" + ref + ":" + alt)
-    return variant_table(pd.DataFrame({"id": ids, "chrom": chrom, "pos": pos, "a1": alt, "a2": ref}))
+    table = pd.DataFrame({"id": ids, "chrom": chrom, "pos": pos, "a1": alt, "a2": ref})
+    return variant_table(table, compact=True)
 
 
 def _read_sample_file(path: Path) -> list[str]:

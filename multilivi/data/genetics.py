@@ -20,9 +20,9 @@ CHUNK_BYTES = 1 << 26  # float64 bytes of one chunk of dosages read by the strea
 class Genotypes:
     """Allele dosages of donors at variants: a view on a :class:`GenotypeSource` (memory or files).
 
-    ``Genotypes(dosage, donors, variants)`` wraps a matrix in memory; :func:`read_genotypes` (in
-    :mod:`multilivi.data.dosage_formats`) opens files. Dosages are read in chunks of variants by
-    :meth:`read`; the whole matrix, :attr:`dosage`, is for small cohorts.
+    ``Genotypes(dosage, donors, variants)`` wraps a matrix in memory; :func:`multilivi.data.io.read_genotypes`
+    opens .bed, .pgen, .bgen or .vcf/.bcf files. Dosages are read in chunks of variants by :meth:`read`;
+    the whole matrix, :attr:`dosage`, is for small cohorts. A view pickles without open file handles.
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ class Genotypes:
 
     @property
     def n_variants(self) -> int:
-        return len(self._source.variants)
+        return self._source.n_variants
 
     @property
     def variant_ids(self) -> pd.Index:
@@ -101,7 +101,7 @@ class Genotypes:
             raise IndexError(f"variant positions must lie in 0:{self.n_variants}")
         unique, inverse = np.unique(columns, return_inverse=True)
         block = self._source.read(self._rows, unique, dtype)
-        return block if unique.size == columns.size else np.array(block[:, inverse], dtype=dtype)
+        return block if np.array_equal(unique, columns) else np.array(block[:, inverse], dtype=dtype)
 
     def chunks(self, size: int | None = None) -> Iterator[tuple[int, int]]:
         """``(start, stop)`` variant ranges of ``size`` variants (default: 64 MiB of float64 per chunk)."""

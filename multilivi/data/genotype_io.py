@@ -18,12 +18,12 @@ from bed_reader import to_bed
 from multilivi.atomic import atomic_path, atomic_write
 from multilivi.data.dosage_formats import BgenSource, PgenSource, VcfSource
 from multilivi.data.genetics import Genotypes
-from multilivi.data.genotype_sources import BedSource, MemorySource, few_names
+from multilivi.data.genotype_sources import BED_MAGIC, BedSource, MemorySource, few_names
 
 logger = logging.getLogger(__name__)
 
 FORMATS: dict[str, tuple[tuple[str, ...], type]] = {
-    # format: (member extensions, the first one named on the command line / read; source class)
+    # format: (member file extensions, the main file's first; source class)
     "PLINK 1": (("bed", "bim", "fam"), BedSource),
     "PLINK 2": (("pgen", "pvar", "psam"), PgenSource),
     "BGEN": (("bgen", "sample"), BgenSource),
@@ -32,7 +32,6 @@ FORMATS: dict[str, tuple[tuple[str, ...], type]] = {
     "BCF": (("bcf",), VcfSource),
 }
 PREFIX_FORMATS = ("PLINK 1", "PLINK 2")  # opened by prefix; the others by the main file's path
-BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major PLINK 1 .bed
 ACCEPTED = "genotypes need .bed/.bim/.fam, .pgen/.pvar/.psam, .bgen (+ .sample), .vcf.gz, .vcf or .bcf"
 
 

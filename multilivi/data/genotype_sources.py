@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 VARIANT_COLUMNS = ("id", "chrom", "pos", "a1", "a2")
+COMPACT_STRING = pd.StringDtype("pyarrow")
+BED_MAGIC = b"\x6c\x1b\x01"  # the first bytes of a SNP-major PLINK 1 .bed
 HASH_BLOCK = 1 << 20  # bytes read at a time when hashing files
 
 
@@ -30,12 +32,15 @@ class GenotypeSource(Protocol):
         Donor names in the source's row order, length n_donors.
     variants
         Table of n_variants rows with columns ``id, chrom, pos, a1, a2``.
+    n_variants
+        The number of variants (rows of ``variants``, which a file source may parse again on first use).
     files
         The member files (empty for a matrix in memory); their bytes are the source's content.
     """
 
     donors: pd.Index
     variants: pd.DataFrame
+    n_variants: int
     files: tuple[Path, ...]
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
@@ -68,6 +73,7 @@ class MemorySource:
                 f"dosage has {n_variants} columns but the variant table has {len(self.variants)} rows; "
                 "pass one row per genotype column (the .bim file)"
             )
+        self.n_variants = n_variants
         observed = self.dosage[~np.isnan(self.dosage)]
         if observed.size and (observed.min() < 0 or observed.max() > 2):
             raise ValueError(
@@ -81,9 +87,10 @@ class MemorySource:
 
 
 class FileSource:
-    """Base of the file-backed sources: their open handles (attributes named in ``_transient``) are not
-    pickled but reopened on first use, so a source can be sent to a Dask worker; ``_lock`` serialises the
-    reads of readers that keep a file position.
+    """Base of the file-backed sources: their open handles and what can be parsed again from the files
+    (attributes named in ``_transient``, e.g. the variant table) are not pickled but rebuilt on first use,
+    so a source sent to a Dask worker is small; ``_lock`` serialises the reads of readers that keep a file
+    position.
     """
 
     _transient: tuple[str, ...] = ()
@@ -106,7 +113,7 @@ class BedSource(FileSource):
     .bim and .fam lengths); dosages are read only by :meth:`read`.
     """
 
-    _transient = ("_bed",)
+    _transient = ("_bed", "variants")
 
     def __init__(self, prefix: str | Path, *, num_threads: int = 1) -> None:
         super().__init__()
@@ -117,15 +124,16 @@ class BedSource(FileSource):
             raise FileNotFoundError(
                 f"PLINK files missing: {missing}; genotypes need the .bed, .bim and .fam trio"
             )
-        n_donors, n_variants = _count_lines(paths["fam"]), _count_lines(paths["bim"])
+        donors, variants = _read_fam(paths["fam"]), _read_bim(paths["bim"])
+        n_donors, n_variants = len(donors), len(variants)
         with open(paths["bed"], "rb") as f:
-            magic = f.read(3)
-        if magic != b"\x6c\x1b\x01":
+            magic = f.read(len(BED_MAGIC))
+        if magic != BED_MAGIC:
             raise ValueError(
                 f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with "
                 "plink --make-bed"
             )
-        expected = 3 + n_variants * ((n_donors + 3) // 4)
+        expected = len(BED_MAGIC) + n_variants * ((n_donors + 3) // 4)
         actual = paths["bed"].stat().st_size
         if actual != expected:
             raise ValueError(
@@ -135,25 +143,21 @@ class BedSource(FileSource):
             )
         self.files = (paths["bed"], paths["bim"], paths["fam"])
         self.num_threads = num_threads
-        bed = self._bed
-        self.donors = donor_index(bed.iid)
-        self.variants = variant_table(
-            pd.DataFrame(
-                {
-                    "id": bed.sid,
-                    "chrom": bed.chromosome,
-                    "pos": bed.bp_position,
-                    "a1": bed.allele_1,
-                    "a2": bed.allele_2,
-                }
-            )
-        )
+        self.donors = donor_index(donors)
+        self.variants = variant_table(variants, compact=True)
+        self.n_variants = n_variants
+
+    @cached_property
+    def variants(self) -> pd.DataFrame:
+        """The variant table (parsed at construction; again from the .bim after unpickling)."""
+        return variant_table(_read_bim(self.files[1]), compact=True)
 
     @cached_property
     def _bed(self):
         from bed_reader import open_bed
 
-        return open_bed(self.files[0], fam_filepath=self.files[2], bim_filepath=self.files[1])
+        # with the counts given, bed-reader parses no .fam or .bim
+        return open_bed(self.files[0], iid_count=len(self.donors), sid_count=self.n_variants)
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         index = np.s_[:, columns] if rows is None else np.s_[rows, columns]
@@ -168,8 +172,12 @@ def donor_index(donors: Sequence[str] | pd.Index) -> pd.Index:
     return index
 
 
-def variant_table(variants: pd.DataFrame) -> pd.DataFrame:
-    """The ``id, chrom, pos, a1, a2`` columns of ``variants`` with canonical types; refuses duplicated ids."""
+def variant_table(variants: pd.DataFrame, *, compact: bool = False) -> pd.DataFrame:
+    """The ``id, chrom, pos, a1, a2`` columns of ``variants`` with canonical types; refuses duplicated ids.
+
+    Strings are Python ``str`` objects, or with ``compact`` (the file sources) pyarrow-backed strings:
+    about 10 B instead of 60 B per value, which matters at millions of variants.
+    """
     missing = [c for c in VARIANT_COLUMNS if c not in variants.columns]
     if missing:
         raise ValueError(
@@ -177,7 +185,7 @@ def variant_table(variants: pd.DataFrame) -> pd.DataFrame:
         )
     table = variants.loc[:, list(VARIANT_COLUMNS)].reset_index(drop=True)
     for column in ("id", "chrom", "a1", "a2"):
-        table[column] = table[column].astype(str)
+        table[column] = table[column].astype(COMPACT_STRING if compact else str)
     table["pos"] = table["pos"].astype(np.int64)
     duplicated = table["id"].duplicated()
     if duplicated.any():
@@ -188,9 +196,11 @@ def variant_table(variants: pd.DataFrame) -> pd.DataFrame:
 
 
 def hash_files(files: Sequence[Path], h: hashlib._Hash) -> None:
-    """Feed each file's name, size and content (streamed in 1 MiB blocks) into ``h``."""
+    """Feed each file's extension, size and content (streamed in 1 MiB blocks) into ``h``; not its name,
+    so a renamed or copied file set (``chr1.bed`` written as ``genotypes.bed``) keeps its hash.
+    """
     for path in files:
-        h.update(f"{Path(path).name}\0{Path(path).stat().st_size}\0".encode())
+        h.update(f"{Path(path).suffix}\0{Path(path).stat().st_size}\0".encode())
         with open(path, "rb") as f:
             while block := f.read(HASH_BLOCK):
                 h.update(block)
@@ -203,6 +213,42 @@ def few_names(names, k: int = 5) -> str:
     return ", ".join(repr(n) for n in names[:k]) + more
 
 
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+def _read_fam(path: Path) -> np.ndarray:
+    """Sample ids (IID, the second column) of a .fam file."""
+    table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[1], dtype=str, keep_default_na=False)
+    return table[1].to_numpy()
+
+
+def _read_bim(path: Path) -> pd.DataFrame:
+    """The variant table of a .bim file (chrom, id, cM, pos, allele 1, allele 2)."""
+    names = ["chrom", "id", "cm", "pos", "a1", "a2"]
+    table = read_columns_tsv(path, names, ["id", "chrom", "pos", "a1", "a2"])
+    if table is None:  # not tab-separated
+        table = pd.read_csv(path, sep=r"\s+", header=None, names=names, dtype=str, keep_default_na=False)
+    return table.astype({"pos": np.int64})
+
+
+def read_columns_tsv(
+    path: Path, names: list[str], keep: list[str], skip_rows: int = 0
+) -> pd.DataFrame | None:
+    """Columns ``keep`` of a headerless tab-separated file with columns ``names``, as pyarrow-backed
+    strings (fast and compact at millions of rows); None when the file is not tab-separated.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows),
+            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in keep},
+                include_columns=keep,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    return table.to_pandas(types_mapper={pa.string(): COMPACT_STRING}.get)

@@ -117,15 +117,16 @@ def files(tmp_path_factory, reference) -> dict[str, Path]:
 def test_every_format_reads_the_same_dosages(files, reference, fmt):
     genotypes = read_genotypes(files[fmt])
     assert genotypes.donors.equals(reference.donors)
-    pd.testing.assert_frame_equal(genotypes.variants, reference.variants)
+    pd.testing.assert_frame_equal(genotypes.variants, reference.variants, check_dtype=False)
     expected = reference.dosage
     assert np.isnan(expected).sum() == 37
     np.testing.assert_array_equal(genotypes.read(), expected)  # NaN == NaN here
     chunks = [genotypes.read(start, stop) for start, stop in genotypes.chunks(37)]
     np.testing.assert_array_equal(np.hstack(chunks), expected)
+    assert all(c.flags.c_contiguous or c.flags.f_contiguous for c in chunks)
     np.testing.assert_array_equal(genotypes.read(250, 300, dtype=np.float32), expected[:, 250:], strict=False)
-    columns = np.array([299, 3, 3, 150, 0])  # any order, repeats
-    np.testing.assert_array_equal(genotypes.read_columns(columns), expected[:, columns])
+    for columns in (np.array([299, 3, 3, 150, 0]), np.array([5, 2])):  # any order, repeats
+        np.testing.assert_array_equal(genotypes.read_columns(columns), expected[:, columns])
     np.testing.assert_array_equal(genotypes.read(10, 20), expected[:, 10:20])  # backwards after the end
     np.testing.assert_allclose(genotypes.allele_frequencies(), np.nanmean(expected, axis=0) / 2, rtol=1e-12)
 
@@ -141,6 +142,9 @@ def test_donor_subsets_are_lazy_views(files, reference, fmt, monkeypatch):
     np.testing.assert_array_equal(subset.read(), reference.subset_donors(donors[1:]).dosage)
     restored = pickle.loads(pickle.dumps(subset))  # what a Dask worker receives
     np.testing.assert_array_equal(restored.read(5, 9), subset.read(5, 9))
+    pd.testing.assert_frame_equal(restored.variants, subset.variants)
+    if fmt in ("bed", "pgen"):  # the variant table is parsed again from the files, not pickled
+        assert len(pickle.dumps(genotypes)) < 3_000
 
 
 @pytest.mark.parametrize("fmt", ["pgen", "bgen", "vcf.gz"])
@@ -151,6 +155,34 @@ def test_threads_share_one_source(files, reference, fmt):
         chunks = list(pool.map(lambda r: genotypes.read(*r), ranges))
     for (start, stop), chunk in zip(ranges, chunks):
         np.testing.assert_array_equal(chunk, reference.dosage[:, start:stop])
+
+
+@pytest.mark.skipif(shutil.which("tabix") is None, reason="tabix is not installed (apt-get install tabix)")
+def test_indexed_vcf_seeks_to_any_chunk(tmp_path, reference):
+    variants = reference.variants.copy()
+    assert variants["chrom"].iloc[9:13].nunique() == 1
+    variants.loc[10, "pos"] = variants.loc[9, "pos"] + 5  # inside the deletion at variant 9
+    variants.loc[11, "pos"] = variants.loc[10, "pos"]  # two records at one position
+    variants.loc[9, "a2"] = "A" * 20
+    genotypes = Genotypes(reference.dosage, reference.donors, variants)
+    write_vcf(genotypes, tmp_path / "ix.vcf.gz")
+    subprocess.run(["tabix", "-p", "vcf", str(tmp_path / "ix.vcf.gz")], check=True)
+    source = read_genotypes(tmp_path / "ix.vcf.gz")
+    assert source.source.indexed
+    ranges = [(11, 13), (10, 12), (200, 260), (47, 60), (0, 3), (12, 15), (299, 300), (100, 101)]
+    for start, stop in ranges:  # backwards, forwards, across chromosome ends
+        np.testing.assert_array_equal(source.read(start, stop), reference.dosage[:, start:stop])
+    np.testing.assert_array_equal(
+        source.read_columns(np.array([290, 11, 10])), reference.dosage[:, [290, 11, 10]]
+    )
+
+
+def test_vcf_variant_table_is_built_in_pieces(files, reference, monkeypatch):
+    import multilivi.data.dosage_formats as formats
+
+    monkeypatch.setattr(formats, "VCF_TABLE_PIECE", 7)
+    genotypes = read_genotypes(files["vcf.gz"])
+    pd.testing.assert_frame_equal(genotypes.variants, reference.variants, check_dtype=False)
 
 
 def test_ds_vcf_keeps_fractional_dosages(tmp_path, reference):
@@ -220,7 +252,7 @@ def test_on_disk_hash_streams_the_files_not_the_matrix(tmp_path, reference, monk
     h = hashlib.sha256()
     for ext in ("bed", "bim", "fam"):
         data = (tmp_path / f"g.{ext}").read_bytes()
-        h.update(f"g.{ext}\0{len(data)}\0".encode() + data)
+        h.update(f".{ext}\0{len(data)}\0".encode() + data)
     h.update("\n".join(reference.donors).encode())
     h.update("\n".join(reference.variant_ids).encode())
     assert genotypes.content_hash() == h.hexdigest()
@@ -229,6 +261,10 @@ def test_on_disk_hash_streams_the_files_not_the_matrix(tmp_path, reference, monk
     (tmp_path / "g.bed").write_bytes(bytes(data))
     assert read_genotypes(tmp_path / "g").content_hash() != before
     assert Cohort(cohort.mdata, genotypes=read_genotypes(tmp_path / "g")).data_hash != first
+    cohort.write(tmp_path / "c")  # copied under another name: the same content, the same hash
+    assert (
+        Cohort.read(tmp_path / "c").genotypes.content_hash() == read_genotypes(tmp_path / "g").content_hash()
+    )
 
 
 def test_in_memory_hash_is_the_matrix_bytes(reference):
@@ -324,6 +360,22 @@ def test_ds_out_of_range_is_refused(tmp_path, reference):
         genotypes.read(0, 8)
 
 
+def test_vcf_samples_without_ds_keep_their_gt(tmp_path):
+    text = tmp_path / "m.vcf"
+    text.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        '##FORMAT=<ID=DS,Number=1,Type=Float,Description="ALT dosage">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\tc\td\n"
+        "1\t5\trs1\tA\tC\t.\t.\t.\tGT:DS\t0/1:0.9\t./.:.\t1/1\t0/0:.\n"
+        "1\t6\t.\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t./.\t0/0\n"
+    )
+    genotypes = read_genotypes(text)
+    assert list(genotypes.variant_ids) == ["rs1", "1:6:A:G"]
+    expected = np.array([[np.float32(0.9), 1], [np.nan, 2], [2, np.nan], [0, 0]])
+    np.testing.assert_array_equal(genotypes.read(), expected)
+
+
 def test_multiallelic_vcf_is_refused(tmp_path):
     text = tmp_path / "m.vcf"
     text.write_text(
@@ -333,6 +385,14 @@ def test_multiallelic_vcf_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not biallelic.*bcftools norm"):
         read_genotypes(text)
+
+
+def test_genotypes_under_another_name_are_refused(tmp_path, files, reference):
+    Cohort(cells_of(reference.donors)).write(tmp_path / "c")
+    for ext in ("pgen", "pvar", "psam"):
+        shutil.copy(f"{files['pgen']}.{ext}", tmp_path / "c" / f"chr1.{ext}")
+    with pytest.raises(ValueError, match=r"genotype files \['chr1.pgen'\].*genotypes.<ext>"):
+        Cohort.read(tmp_path / "c")
 
 
 def test_unknown_path_lists_the_formats(tmp_path):
@@ -376,7 +436,7 @@ def test_fixtures_regenerate_and_plink2_conversions_agree(tmp_path, reference):
         genotypes = read_genotypes(path)
         np.testing.assert_array_equal(genotypes.read(), reference.dosage)
         pd.testing.assert_frame_equal(
-            genotypes.variants.drop(columns="id"), reference.variants.drop(columns="id")
+            genotypes.variants.drop(columns="id"), reference.variants.drop(columns="id"), check_dtype=False
         )
 
 
