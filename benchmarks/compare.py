@@ -48,6 +48,7 @@ TORCH_THREADS_ENV = "MULTILIVI_TORCH_THREADS"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # defaults of modules that --help must not import (numpy, pandas, torch...), written here; a test checks them
 DEFAULT_FDR = 0.05  # multilivi.eval.outputs.DEFAULT_FDR
+SCHEDULER_ENV = "MULTILIVI_DASK_SCHEDULER"  # multilivi.eval.scan_chunks.SCHEDULER_ENV
 FIRST_BASELINE_SEED, N_BASELINE_SEEDS, MIN_BASELINE_SEEDS = 100, 20, 10  # benchmarks.gate's
 
 EPILOG = f"""\
@@ -315,6 +316,13 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=("batched", "glimix"), default="batched", help="LMM engine (default: batched)"
     )
+    parser.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        default=os.environ.get(SCHEDULER_ENV),
+        help=f"run the association scans' variant chunks on this dask.distributed scheduler "
+        f"(needs pip install 'multilivi[dask]'; default: ${SCHEDULER_ENV}, else local threads)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -325,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.runner import default_cache_dir, prepare, resolve_spec
 
     torch.set_num_threads(args.torch_threads)
+    if args.dask_scheduler:
+        os.environ[SCHEDULER_ENV] = args.dask_scheduler  # read by every lmm_scan of this run
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
     try:
         specs = [resolve_spec(raw) for raw in args.models]
@@ -728,7 +738,7 @@ def qq_figures(runs: dict[str, TaskRun]) -> dict[str, Any]:
     for model, task_run in runs.items():
         for view, result in task_run.artefacts.get("associations", {}).items():
             by_view.setdefault("donor_means" if view.startswith("donor_means") else view, {})[model] = (
-                result.pvalues
+                result.pvalue_distribution()
             )
     return {f"qq_{view}": qq_plot(pvalues) for view, pvalues in by_view.items()}
 

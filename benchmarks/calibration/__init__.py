@@ -127,6 +127,7 @@ def run_cell(
         "kinship": cohort.kinship if with_kinship else None,
         "covariates": covariates,
         "engine": "batched" if with_kinship else "ols",
+        "keep_all": True,  # calibration_row reads every p-value
     }
     cell = {"n_donors": n_donors, "n_covariates": n_covariates, "kinship": with_kinship}
     rows = []

@@ -70,9 +70,12 @@ class Cohort:
         is the ``rna`` modality, split by ``var['feature_types']`` when it holds antibodies too, with
         ``obsm['protein_expression']`` as ``prot`` (:func:`multilivi.data.scverse.cohort_mudata`).
     genotypes
-        Donor genotypes; optional (association tasks are then skipped).
+        Donor genotypes, in memory or a lazy view on files (:func:`multilivi.data.io.read_genotypes`);
+        kept lazy (subset to the cohort's donors without reading dosages); optional (association tasks
+        are then skipped).
     kinship
-        Donors x donors DataFrame indexed by donor name; computed from ``genotypes`` when absent.
+        Donors x donors DataFrame indexed by donor name; computed from ``genotypes`` when absent, in one
+        streamed pass over chunks of variants.
     donor_covariates
         Donors x covariates numeric DataFrame indexed by donor name.
     truth
@@ -216,12 +219,14 @@ class Cohort:
         h.update("\n".join(self.cell_names).encode())
         h.update("\n".join(self.obs["donor"].astype(str)).encode())
         if self.genotypes is not None:
-            h.update(np.ascontiguousarray(self.genotypes.dosage).tobytes())
+            self.genotypes.update_hash(h)  # streamed: files on disk, the matrix by blocks in memory
             h.update("\n".join(self.genotypes.variant_ids).encode())
         return h.hexdigest()[:16]
 
     def write(self, directory: str | Path) -> Path:
-        """Write to ``directory``: cohort.h5mu, genotypes.{bed,bim,fam}, kinship, covariates, truth.npz."""
+        """Write to ``directory``: cohort.h5mu, genotypes (PLINK 1, or the source's files), kinship,
+        covariates, truth.npz.
+        """
         from multilivi.data.io import write_cohort
 
         return write_cohort(self, directory)
@@ -248,7 +253,9 @@ class Cohort:
         if self.genotypes is None:
             lines.append("  genotypes: none (association tasks will be skipped)")
         else:
-            lines.append(f"  genotypes: {self.genotypes.n_variants:,} variants ({self.genetics})")
+            files = self.genotypes.source.files
+            where = f"read from {files[0].name}" if files else "in memory"
+            lines.append(f"  genotypes: {self.genotypes.n_variants:,} variants ({self.genetics}; {where})")
         if self.donor_covariates is not None:
             lines.append(f"  donor covariates: {list(self.donor_covariates.columns)}")
         if self.truth is not None:

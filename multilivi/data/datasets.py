@@ -541,7 +541,7 @@ def _program_values(
             f"fewer than the {n_programs} programs; raise n_variants or lower min_maf"
         )
     causal = np.sort(rng.choice(candidates, size=n_programs, replace=False))
-    z, _ = standardised_genotypes(genotypes.dosage[:, causal])  # polymorphic: MAF >= min_maf > 0
+    z, _ = standardised_genotypes(genotypes.read_columns(causal))  # polymorphic: MAF >= min_maf > 0
     effect = rng.choice([-1.0, 1.0], size=n_programs) * np.sqrt(planted.heritability)
     noise = rng.standard_normal(z.shape)
     d = z * effect + noise * np.sqrt(1 - planted.heritability)  # (n_donors, n_programs)

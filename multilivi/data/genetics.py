@@ -2,100 +2,157 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
+from multilivi.data.genotype_sources import GenotypeSource, MemorySource, few_names, hash_files
+
 logger = logging.getLogger(__name__)
 
-VARIANT_COLUMNS = ("id", "chrom", "pos", "a1", "a2")
+CHUNK_BYTES = 1 << 26  # float64 bytes of one chunk of dosages read by the streamed passes (64 MiB)
 
 
-@dataclass(eq=False)
 class Genotypes:
-    """Allele dosages of donors at variants.
+    """Allele dosages of donors at variants: a view on a :class:`GenotypeSource` (memory or files).
 
-    Attributes
+    ``Genotypes(dosage, donors, variants)`` wraps a matrix in memory; :func:`multilivi.data.io.read_genotypes`
+    opens .bed, .pgen, .bgen or .vcf/.bcf files. Dosages are read in chunks of variants by :meth:`read`;
+    the whole matrix, :attr:`dosage`, is for small cohorts. A view pickles without open file handles.
+
+    Parameters
     ----------
     dosage
-        Array of shape (n_donors, n_variants): counts of allele ``a1`` in {0, 1, 2}, NaN = missing call.
+        Array of shape (n_donors, n_variants): counts of allele ``a1`` in [0, 2], NaN = missing call.
     donors
         Donor names, length n_donors (strings).
     variants
         Table of n_variants rows with columns ``id, chrom, pos, a1, a2``.
     """
 
-    dosage: np.ndarray
-    donors: pd.Index
-    variants: pd.DataFrame
+    def __init__(self, dosage: np.ndarray, donors: pd.Index | list[str], variants: pd.DataFrame) -> None:
+        self._source: GenotypeSource = MemorySource(dosage, donors, variants)
+        self._rows: np.ndarray | None = None
 
-    def __post_init__(self) -> None:
-        self.dosage = np.asarray(self.dosage, dtype=np.float64)
-        self.donors = pd.Index(np.asarray(self.donors).astype(str), name="donor")
-        missing = [c for c in VARIANT_COLUMNS if c not in self.variants.columns]
-        if missing:
-            raise ValueError(
-                f"variant table lacks columns {missing}; it needs {list(VARIANT_COLUMNS)} "
-                "(as in a PLINK .bim file)"
-            )
-        self.variants = self.variants.loc[:, list(VARIANT_COLUMNS)].reset_index(drop=True)
-        self.variants["id"] = self.variants["id"].astype(str)
-        self.variants["chrom"] = self.variants["chrom"].astype(str)
-        self.variants["pos"] = self.variants["pos"].astype(np.int64)
-        self.variants["a1"] = self.variants["a1"].astype(str)
-        self.variants["a2"] = self.variants["a2"].astype(str)
-        if self.dosage.ndim != 2:
-            raise ValueError(f"dosage must be 2-d (donors x variants), got shape {self.dosage.shape}")
-        n_donors, n_variants = self.dosage.shape
-        if n_donors != len(self.donors):
-            raise ValueError(
-                f"dosage has {n_donors} rows but {len(self.donors)} donor names were given; "
-                "pass one name per genotype row (the .fam file)"
-            )
-        if n_variants != len(self.variants):
-            raise ValueError(
-                f"dosage has {n_variants} columns but the variant table has {len(self.variants)} rows; "
-                "pass one row per genotype column (the .bim file)"
-            )
-        if self.donors.has_duplicates:
-            raise ValueError(
-                f"duplicated donor names in genotypes: {few_names(self.donors[self.donors.duplicated()])}"
-            )
-        if self.variants["id"].duplicated().any():
-            dup = self.variants["id"][self.variants["id"].duplicated()]
-            raise ValueError(f"duplicated variant ids: {few_names(dup)}; make variant ids unique")
-        observed = self.dosage[~np.isnan(self.dosage)]
-        if observed.size and (observed.min() < 0 or observed.max() > 2):
-            raise ValueError(
-                f"dosages must lie in [0, 2] (NaN for a missing call); found values in "
-                f"[{observed.min()}, {observed.max()}]"
-            )
+    @classmethod
+    def from_source(cls, source: GenotypeSource, rows: np.ndarray | None = None) -> Genotypes:
+        """The donors at positions ``rows`` of ``source`` (None: all, in order); reads nothing."""
+        view = cls.__new__(cls)
+        view._source = source
+        view._rows = None if rows is None or np.array_equal(rows, np.arange(len(source.donors))) else rows
+        return view
+
+    @property
+    def source(self) -> GenotypeSource:
+        return self._source
+
+    @property
+    def donors(self) -> pd.Index:
+        """Donor names in the row order of :meth:`read`, length n_donors."""
+        return self._source.donors if self._rows is None else self._source.donors[self._rows]
+
+    @property
+    def variants(self) -> pd.DataFrame:
+        """Table of n_variants rows with columns ``id, chrom, pos, a1, a2``."""
+        return self._source.variants
 
     @property
     def n_donors(self) -> int:
-        return self.dosage.shape[0]
+        return len(self._source.donors) if self._rows is None else len(self._rows)
 
     @property
     def n_variants(self) -> int:
-        return self.dosage.shape[1]
+        return self._source.n_variants
 
     @property
     def variant_ids(self) -> pd.Index:
         return pd.Index(self.variants["id"], name="variant")
 
+    @property
+    def dosage(self) -> np.ndarray:
+        """The whole (n_donors, n_variants) float64 matrix: the array itself in memory, else read."""
+        if isinstance(self._source, MemorySource) and self._rows is None:
+            return self._source.dosage
+        logger.info(
+            "reading all %d x %d genotypes into memory (%.1f MB float64)",
+            self.n_donors,
+            self.n_variants,
+            self.n_donors * self.n_variants * 8 / 1e6,
+        )
+        return self.read()
+
+    def read(self, start: int = 0, stop: int | None = None, *, dtype: type = np.float64) -> np.ndarray:
+        """Dosages of variants ``start:stop``, shape (n_donors, stop - start), NaN = missing; fresh."""
+        stop = self.n_variants if stop is None else stop
+        if not 0 <= start <= stop <= self.n_variants:
+            raise IndexError(f"variant range {start}:{stop} is outside 0:{self.n_variants}")
+        return self._source.read(self._rows, slice(start, stop), dtype)
+
+    def read_columns(self, columns: np.ndarray, *, dtype: type = np.float64) -> np.ndarray:
+        """Dosages of the variants at positions ``columns`` (any order, repeats allowed), shape
+        (n_donors, len(columns)); a fresh array.
+        """
+        columns = np.asarray(columns, dtype=np.int64).ravel()
+        if columns.size and (columns.min() < 0 or columns.max() >= self.n_variants):
+            raise IndexError(f"variant positions must lie in 0:{self.n_variants}")
+        unique, inverse = np.unique(columns, return_inverse=True)
+        block = self._source.read(self._rows, unique, dtype)
+        return block if np.array_equal(unique, columns) else np.array(block[:, inverse], dtype=dtype)
+
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` variant ranges of ``size`` variants (default: 64 MiB of float64 per chunk)."""
+        size = size or max(1, CHUNK_BYTES // (8 * max(self.n_donors, 1)))
+        for start in range(0, self.n_variants, size):
+            yield start, min(start + size, self.n_variants)
+
     def subset_donors(self, donors: pd.Index | list[str]) -> Genotypes:
-        """Genotypes of ``donors`` (by name), in that order."""
+        """Genotypes of ``donors`` (by name), in that order; on-disk sources read nothing."""
         rows = self.donors.get_indexer(pd.Index(donors).astype(str))
         if (rows < 0).any():
             raise KeyError(f"donors not genotyped: {few_names(pd.Index(donors)[rows < 0])}")
-        return Genotypes(self.dosage[rows], self.donors[rows], self.variants)
+        if np.array_equal(rows, np.arange(self.n_donors)):
+            return self
+        if isinstance(self._source, MemorySource):
+            return Genotypes(self._source.dosage[rows], self.donors[rows], self.variants)
+        return Genotypes.from_source(self._source, rows if self._rows is None else self._rows[rows])
 
     def allele_frequencies(self) -> np.ndarray:
         """Frequency of allele ``a1`` per variant, shape (n_variants,), ignoring missing calls."""
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(self.dosage, axis=0) / 2.0
+        frequencies = np.empty(self.n_variants)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing variants: NaN
+            for start, stop in self.chunks():
+                frequencies[start:stop] = np.nanmean(self.read(start, stop), axis=0) / 2.0
+        return frequencies
+
+    def update_hash(self, h: hashlib._Hash) -> None:
+        """Feed the genotypes into ``h``: the matrix's bytes (C order, by blocks of donors) in memory, else
+        the source files (name, size, content) and the donors of this view.
+        """
+        if isinstance(self._source, MemorySource):
+            dosage = self.dosage
+            step = max(1, CHUNK_BYTES // (8 * max(self.n_variants, 1)))
+            for start in range(0, self.n_donors, step):
+                h.update(np.ascontiguousarray(dosage[start : start + step]).tobytes())
+        else:
+            hash_files(self._source.files, h)
+            h.update("\n".join(self.donors).encode())
+
+    def content_hash(self) -> str:
+        """sha256 hex digest of :meth:`update_hash` and the variant ids."""
+        h = hashlib.sha256()
+        self.update_hash(h)
+        h.update("\n".join(self.variant_ids).encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return (
+            f"Genotypes({self.n_donors} donors x {self.n_variants} variants, {type(self._source).__name__})"
+        )
 
 
 def standardised_genotypes(
@@ -150,29 +207,28 @@ def gower_normalise(kinship: np.ndarray) -> np.ndarray:
     return kinship * (n - 1) / gower_trace
 
 
-def kinship_from_genotypes(genotypes: Genotypes) -> pd.DataFrame:
-    """Standardised genetic relationship matrix, Gower-normalised.
+def kinship_from_genotypes(genotypes: Genotypes, *, chunk_size: int | None = None) -> pd.DataFrame:
+    """Standardised genetic relationship matrix, Gower-normalised, accumulated over chunks of variants.
 
-    Missing calls are mean-imputed per variant; monomorphic variants are dropped (logged).
+    Missing calls are mean-imputed per variant; monomorphic variants are dropped (logged). Memory: the
+    (n_donors, n_donors) float64 sum and one chunk of ``chunk_size`` variants (default 64 MiB of float64).
 
     Returns
     -------
     DataFrame of shape (n_donors, n_donors), indexed and labelled by donor name.
     """
-    standardised, kept = standardised_genotypes(genotypes.dosage)
-    n_dropped = int((~kept).sum())
+    n = genotypes.n_donors
+    grm = np.zeros((n, n))
+    n_kept = 0
+    for start, stop in genotypes.chunks(chunk_size):
+        standardised, kept = standardised_genotypes(genotypes.read(start, stop))
+        grm += standardised @ standardised.T
+        n_kept += standardised.shape[1]
+    n_dropped = genotypes.n_variants - n_kept
     if n_dropped:
-        logger.info("kinship: dropped %d monomorphic variants of %d", n_dropped, kept.size)
-    if standardised.shape[1] == 0:
+        logger.info("kinship: dropped %d monomorphic variants of %d", n_dropped, genotypes.n_variants)
+    if n_kept == 0:
         raise ValueError(
             "cannot compute kinship: every variant is monomorphic; pass a kinship matrix instead"
         )
-    grm = standardised @ standardised.T / standardised.shape[1]
-    return pd.DataFrame(gower_normalise(grm), index=genotypes.donors, columns=genotypes.donors)
-
-
-def few_names(names, k: int = 5) -> str:
-    """The first ``k`` names, quoted, for error messages ("'a', 'b' and 3 more")."""
-    names = list(map(str, names))
-    more = f" and {len(names) - k} more" if len(names) > k else ""
-    return ", ".join(repr(n) for n in names[:k]) + more
+    return pd.DataFrame(gower_normalise(grm / n_kept), index=genotypes.donors, columns=genotypes.donors)

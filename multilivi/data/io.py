@@ -1,4 +1,4 @@
-"""Cohorts on disk: ``cohort.h5mu`` (mudata) + PLINK ``genotypes.{bed,bim,fam}`` + ``truth.npz``.
+"""Cohorts on disk: ``cohort.h5mu`` (mudata) + ``genotypes.*`` (PLINK 1/2, BGEN or VCF) + ``truth.npz``.
 
 Every file is written atomically: to a temporary name in the same folder, then renamed over the
 target, so an interrupted write never leaves a half-written file behind.
@@ -16,12 +16,30 @@ import mudata as md
 import numpy as np
 import pandas as pd
 from anndata.io import read_elem
-from bed_reader import open_bed, to_bed
 
-from multilivi.atomic import atomic_path, atomic_write
+from multilivi.atomic import atomic_write
 from multilivi.data.cohort import Cohort, new_mudata
-from multilivi.data.genetics import Genotypes
+from multilivi.data.genotype_io import (
+    find_genotypes,
+    read_genotypes,
+    read_plink,
+    stray_genotype_files,
+    write_genotypes,
+    write_plink,
+)
 from multilivi.data.truth import Truth
+
+__all__ = [
+    "read_cohort",
+    "read_genotypes",
+    "read_h5mu",
+    "read_kinship",
+    "read_plink",
+    "read_table",
+    "write_cohort",
+    "write_genotypes",
+    "write_plink",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,69 +47,8 @@ COHORT_FILE = "cohort.h5mu"
 GENOTYPES_PREFIX = "genotypes"
 TRUTH_FILE = "truth.npz"
 KINSHIP_FILE = "kinship.tsv"
+KINSHIP_REL_FILE = "kinship.rel"  # plink2 --make-rel square output, with kinship.rel.id
 COVARIATES_FILE = "donor_covariates.tsv"
-
-
-def write_plink(genotypes: Genotypes, prefix: str | Path) -> None:
-    """Write genotypes as a PLINK 1 trio ``prefix.{bed,bim,fam}`` (dosage counts allele ``a1``)."""
-    prefix = Path(prefix)
-    v = genotypes.variants
-    properties = {
-        "fid": genotypes.donors.to_numpy(str),
-        "iid": genotypes.donors.to_numpy(str),
-        "sid": v["id"].to_numpy(str),
-        "chromosome": v["chrom"].to_numpy(str),
-        "bp_position": v["pos"].to_numpy(np.int64),
-        "allele_1": v["a1"].to_numpy(str),
-        "allele_2": v["a2"].to_numpy(str),
-    }
-    paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
-    with atomic_path(paths["bed"]) as bed, atomic_path(paths["bim"]) as bim, atomic_path(paths["fam"]) as fam:
-        to_bed(bed, genotypes.dosage, properties, fam_filepath=fam, bim_filepath=bim, num_threads=1)
-
-
-def read_plink(prefix: str | Path) -> Genotypes:
-    """Read a PLINK 1 trio ``prefix.{bed,bim,fam}``; missing calls become NaN.
-
-    Raises a ``ValueError`` naming the problem when a file is missing, when the .bim and .fam
-    lengths do not match the .bed file's size, or when the .bed file is not a SNP-major PLINK file.
-    """
-    prefix = Path(prefix)
-    paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("bed", "bim", "fam")}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"PLINK files missing: {missing}; genotypes need the .bed, .bim and .fam trio"
-        )
-    n_donors = _count_lines(paths["fam"])
-    n_variants = _count_lines(paths["bim"])
-    with open(paths["bed"], "rb") as f:
-        magic = f.read(3)
-    if magic != b"\x6c\x1b\x01":
-        raise ValueError(
-            f"{paths['bed']} is not a SNP-major PLINK .bed file (bad magic bytes); re-export it with plink "
-            "--make-bed"
-        )
-    expected = 3 + n_variants * ((n_donors + 3) // 4)
-    actual = paths["bed"].stat().st_size
-    if actual != expected:
-        raise ValueError(
-            f"{paths['bed']} has {actual} bytes but {n_variants} variants (.bim) x {n_donors} donors (.fam) "
-            f"need {expected}: the trio is mismatched or the .bed is truncated; re-export all three together"
-        )
-    with open_bed(paths["bed"], num_threads=1) as bed:
-        dosage = bed.read(dtype="float64", num_threads=1)
-        variants = pd.DataFrame(
-            {
-                "id": bed.sid,
-                "chrom": bed.chromosome,
-                "pos": bed.bp_position,
-                "a1": bed.allele_1,
-                "a2": bed.allele_2,
-            }
-        )
-        donors = bed.iid
-    return Genotypes(dosage, donors, variants)
 
 
 def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
@@ -102,7 +59,7 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
     atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
     if cohort.genotypes is not None:
-        write_plink(cohort.genotypes, directory / GENOTYPES_PREFIX)
+        write_genotypes(cohort.genotypes, directory / GENOTYPES_PREFIX)
     if cohort.kinship_given:
         atomic_write(directory / KINSHIP_FILE, lambda tmp: _write_table(cohort.kinship, tmp))
     if cohort.donor_covariates is not None:
@@ -120,8 +77,10 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     """
     directory = Path(directory)
     layout = (
-        "a cohort folder holds cohort.h5mu (+ genotypes.bed/.bim/.fam, kinship.tsv, donor_covariates.tsv, "
-        "truth.npz)"
+        "a cohort folder holds cohort.h5mu (+ genotypes as genotypes.bed/.bim/.fam, "
+        "genotypes.pgen/.pvar/.psam, "
+        "genotypes.bgen (+ .sample), genotypes.vcf.gz/.vcf/.bcf; kinship.tsv or kinship.rel/.rel.id, "
+        "donor_covariates.tsv, truth.npz)"
     )
     if directory.is_file():
         raise FileNotFoundError(
@@ -139,16 +98,18 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
             "write it again with mudata (mdata.write(path))"
         ) from exc
     meta = mdata.uns.pop("multilivi", {})
-    genotypes = None
-    if any((directory / f"{GENOTYPES_PREFIX}.{ext}").exists() for ext in ("bed", "bim", "fam")):
-        genotypes = read_plink(directory / GENOTYPES_PREFIX)  # raises naming any missing member of the trio
-    else:
-        _check_no_stray_plink(directory)
-    optional = {
-        "kinship": directory / KINSHIP_FILE,
-        "donor_covariates": directory / COVARIATES_FILE,
-    }
-    tables = {key: _read_table(p) for key, p in optional.items() if p.exists()}
+    found = find_genotypes(directory, GENOTYPES_PREFIX)  # raises when two formats are present
+    if found is None:
+        _check_no_stray_genotypes(directory)
+    genotypes = None if found is None else read_genotypes(found)  # raises naming a missing member file
+    tables = {}
+    kinship_files = [p for p in (directory / KINSHIP_FILE, directory / KINSHIP_REL_FILE) if p.exists()]
+    if len(kinship_files) > 1:
+        raise ValueError(f"{directory} holds both {KINSHIP_FILE} and {KINSHIP_REL_FILE}; keep one kinship")
+    if kinship_files:
+        tables["kinship"] = read_kinship(kinship_files[0])
+    if (directory / COVARIATES_FILE).exists():
+        tables["donor_covariates"] = _read_table(directory / COVARIATES_FILE)
     truth = Truth.read(directory / TRUTH_FILE) if (directory / TRUTH_FILE).exists() else None
     cohort_kwargs.setdefault("name", str(meta.get("name", directory.name)))
     if genotypes is not None and "genetics" in meta:  # older folders: inferred by the Cohort
@@ -250,17 +211,40 @@ def without_index_names(data: md.MuData | ad.AnnData) -> md.MuData | ad.AnnData:
     return data
 
 
-def _check_no_stray_plink(directory: Path) -> None:
-    """Refuse PLINK files under another prefix: they would be ignored and every association skipped."""
-    stray = sorted(p.name for p in directory.glob("*.bed"))
+def _check_no_stray_genotypes(directory: Path) -> None:
+    """Refuse genotype files under another prefix: they would be ignored and every association skipped."""
+    stray = stray_genotype_files(directory, GENOTYPES_PREFIX)
     if stray:
         raise ValueError(
-            f"{directory} holds PLINK files {stray} but genotypes are read from "
-            f"{GENOTYPES_PREFIX}.bed/.bim/.fam; "
-            f"rename them {GENOTYPES_PREFIX}.bed, {GENOTYPES_PREFIX}.bim, {GENOTYPES_PREFIX}.fam (or move "
-            "them "
-            "out of the folder to run without genotypes)"
+            f"{directory} holds genotype files {stray} but genotypes are read from {GENOTYPES_PREFIX}.*"
+            f"; rename them {GENOTYPES_PREFIX}.bed, {GENOTYPES_PREFIX}.bim, {GENOTYPES_PREFIX}.fam (or "
+            f"{GENOTYPES_PREFIX}.<ext> for another format), or move them out of the folder to run without "
+            "genotypes"
         )
+
+
+def read_kinship(path: str | Path) -> pd.DataFrame:
+    """A donors x donors kinship: a delimited table (first column and header = donor names), or plink2's
+    ``--make-rel square`` matrix ``path`` (``.rel``) with its ids in ``path.id`` (``#FID IID`` or ``#IID``).
+    """
+    path = Path(path)
+    if path.suffix != ".rel":
+        return read_table(path)
+    ids_path = path.with_name(path.name + ".id")
+    if not ids_path.exists():
+        raise FileNotFoundError(
+            f"{ids_path} is missing: plink2 --make-rel writes the .rel and .rel.id together"
+        )
+    ids = pd.read_csv(ids_path, sep=r"\s+", dtype=str, keep_default_na=False)
+    column = "IID" if "IID" in ids.columns else ids.columns[-1]
+    donors = ids[column].tolist()
+    matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    if matrix.shape != (len(donors), len(donors)):
+        raise ValueError(
+            f"{path} is {matrix.shape[0]} x {matrix.shape[1]} but {ids_path} lists {len(donors)} samples: "
+            "write it with plink2 --make-rel square (not triangle or bin)"
+        )
+    return pd.DataFrame(matrix, index=pd.Index(donors), columns=pd.Index(donors))
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -283,8 +267,3 @@ def read_table(path: str | Path, *, sep: str | None = None) -> pd.DataFrame:
     table = pd.read_csv(path, sep=sep, index_col=0)
     table.index = pd.Index(ids.to_numpy(), name=table.index.name)
     return table
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())

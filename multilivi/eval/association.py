@@ -7,15 +7,21 @@ the model and the engines are in :mod:`multilivi.eval.lmm`. Variants are standar
 scan (the statistics are invariant) and effect sizes and standard errors are converted back to the
 dosage scale. :func:`permuted_null_scan` is the same scan against genotypes of permuted donors,
 the in-run false-positive estimate.
+
+Genotypes are a (donors, variants) array or any :class:`~multilivi.eval.scan_chunks.ChunkSource`
+(read in chunks of variants). Scans of at most :data:`DENSE_MAX_TESTS` tests keep every test (dense
+``pvalues``, ``beta``, ``se``); larger ones keep a bounded summary (:mod:`multilivi.eval.scan_summary`):
+hits below ``hit_threshold``, counts, minima and a histogram of the statistic, so memory does not
+grow with factors x variants. Chunks run on a thread pool, or on a ``dask.distributed`` cluster
+given as ``scheduler=`` or by the ``MULTILIVI_DASK_SCHEDULER`` environment variable.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +31,19 @@ from numpy.typing import NDArray
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from multilivi.data.genetics import standardised_genotypes
 from multilivi.eval import fdr as fdr_mod
 from multilivi.eval.lmm import ENGINES, TESTS, Engine, fit_null
 from multilivi.eval.records import MetricResult
+from multilivi.eval.scan_chunks import (
+    ArraySource,
+    ChunkSource,
+    Collector,
+    PermutedSource,
+    ScanPlan,
+    parquet_chunks,
+    run_chunks,
+)
+from multilivi.eval.scan_summary import BoundedScan, StatisticScale
 
 __all__ = [
     "AssociationResult",
@@ -41,7 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MONOMORPHIC_TOL = 1e-12  # a variant with sd <= 1e-12 max(1, |mean dosage|) is not tested
+DENSE_MAX_TESTS = 20_000_000  # scans up to this many factors x variants keep every test (480 MB)
+HIT_THRESHOLD = 1e-5  # a bounded scan keeps the tests with p below this
+RESCANS = 3  # times a bounded scan is rerun with a 100x larger threshold when BH is not exact
 
 
 @dataclass
@@ -51,12 +68,13 @@ class AssociationResult:
     Attributes
     ----------
     factors, variants
-        Row and column names of the result matrices.
+        Row and column names of the result matrices (a bounded scan keeps the caller's
+        ``variant_ids`` sequence as given, without copying it).
     pvalues, beta, se
         (factors, variants) p-values of ``test``, effect sizes and standard errors on the dosage
         scale (conventional residual scale ``r1 / (n - rank(X) - 1)``, as statsmodels reports);
         NaN for skipped (monomorphic) variants. Memory-mapped ``.npy`` files when the scan was
-        given ``pvalues_path``.
+        given ``pvalues_path``; None for a bounded scan (see ``bounded``).
     delta
         (factors,) null noise share ``v_noise / (v_kinship + v_noise)`` (1 for ``ols``).
     null_lml
@@ -69,13 +87,15 @@ class AssociationResult:
         Factors not tested (NaN rows) because they are constant given the covariates.
     test
         ``"wald"`` (t-test) or ``"lrt"`` (chi-square(1) likelihood ratio).
+    bounded
+        The hits, counts, minima and statistic histogram of a scan that did not keep every test.
     """
 
     factors: tuple[str, ...]
-    variants: tuple[str, ...]
-    pvalues: NDArray[np.float64]
-    beta: NDArray[np.float64]
-    se: NDArray[np.float64]
+    variants: Sequence[str]
+    pvalues: NDArray[np.float64] | None
+    beta: NDArray[np.float64] | None
+    se: NDArray[np.float64] | None
     delta: NDArray[np.float64]
     null_lml: NDArray[np.float64]
     n_monomorphic_skipped: int
@@ -83,10 +103,13 @@ class AssociationResult:
     reml: bool
     untested_factors: tuple[str, ...] = ()
     test: str = "wald"
+    bounded: BoundedScan | None = None
 
     @property
     def n_tests(self) -> int:
         """Number of factor x variant tests with a p-value."""
+        if self.bounded is not None:
+            return self.bounded.n_tests
         return int(sum(np.isfinite(row).sum() for row in self.pvalues))
 
     def hits(self, fdr: float = 0.05) -> pd.DataFrame:
@@ -95,8 +118,11 @@ class AssociationResult:
         Returns
         -------
         DataFrame with columns ``factor, variant, beta, se, pvalue, qvalue``, sorted by p-value;
-        a pair is significant when its BH q-value is ``<= fdr``.
+        a pair is significant when its BH q-value is ``<= fdr``. A bounded scan warns when its
+        hits cannot give BH at ``fdr`` exactly (:meth:`BoundedScan.bh_exact`).
         """
+        if self.bounded is not None:
+            return self._bounded_hits(fdr)
         rows, cols, q = fdr_mod.bh_hits(self.pvalues, fdr)
         table = pd.DataFrame(
             {
@@ -110,9 +136,60 @@ class AssociationResult:
         )
         return table.sort_values("pvalue", kind="stable").reset_index(drop=True)
 
+    def _bounded_hits(self, fdr: float) -> pd.DataFrame:
+        if not 0 < fdr < 1:
+            raise ValueError(f"fdr must lie in (0, 1), got {fdr}")
+        if not self.bounded.bh_exact(fdr):
+            warnings.warn(
+                f"BH at fdr={fdr:g} may call pairs with p >= the scan's hit threshold "
+                f"{self.bounded.threshold:g}; rescan with a larger hit_threshold",
+                stacklevel=3,
+            )
+        index, q = self.bounded.bh(fdr)
+        table = self.bounded.hit_frame(self.factors, self.variants).iloc[index].assign(qvalue=q)
+        return table.sort_values("pvalue", kind="stable").reset_index(drop=True)
+
     def lambda_gc(self) -> float:
-        """Genomic-control inflation over all tests (reads the whole p-value matrix once)."""
+        """Genomic-control inflation over all tests (dense: reads the p-value matrix once)."""
+        if self.bounded is not None:
+            return self.bounded.lambda_gc()
         return fdr_mod.genomic_control_lambda(np.asarray(self.pvalues))
+
+    def lambda_gc_of(self, variants: NDArray[np.intp]) -> float:
+        """Genomic-control lambda over the tests of the variant columns ``variants``.
+
+        A bounded scan computes it from its histogram less the kept columns of every other
+        variant, which must have been requested with ``keep_variants``.
+        """
+        if self.bounded is None:
+            return fdr_mod.genomic_control_lambda(np.asarray(self.pvalues)[:, variants])
+        others = np.setdiff1d(np.arange(len(self.variants)), variants)
+        return self.bounded.lambda_gc(exclude=others)
+
+    def min_pvalues(self) -> NDArray[np.float64]:
+        """(variants,) minimum p over factors; NaN for untested variants."""
+        if self.bounded is not None:
+            return self.bounded.variant_min_p
+        p = np.asarray(self.pvalues, dtype=np.float64)
+        low = np.where(np.isnan(p), np.inf, p).min(axis=0)
+        return np.where(np.isinf(low), np.nan, low)
+
+    def factor_min_pvalues(self) -> pd.DataFrame:
+        """Per factor the minimum p and its variant (NaN / None for untested factors)."""
+        if self.bounded is not None:
+            low, where = self.bounded.factor_min_p, self.bounded.factor_min_variant
+        else:
+            p = np.where(np.isnan(self.pvalues), np.inf, np.asarray(self.pvalues, dtype=np.float64))
+            where = p.argmin(axis=1)
+            low = p[np.arange(p.shape[0]), where]
+            where = np.where(np.isinf(low), -1, where)
+            low = np.where(np.isinf(low), np.nan, low)
+        variants = [self.variants[v] if v >= 0 else None for v in where]
+        return pd.DataFrame({"factor": list(self.factors), "min_p": low, "variant": variants})
+
+    def pvalue_distribution(self) -> NDArray[np.float64] | fdr_mod.QQData:
+        """What the QQ plots and p-value histograms draw: the dense p-values, or a bounded scan's summary."""
+        return self.bounded.qq_data() if self.bounded is not None else self.pvalues
 
     def summary(self, fdr: float = 0.05) -> list[MetricResult]:
         """Numbers of significant pairs and variants at ``fdr``, and genomic-control lambda."""
@@ -140,7 +217,7 @@ def rank_inverse_normal(frame: pd.DataFrame) -> pd.DataFrame:
 
 def lmm_scan(
     phenotypes: pd.DataFrame,
-    dosage: NDArray[np.floating],
+    genotypes: NDArray[np.floating] | ChunkSource,
     *,
     donors: Sequence[str],
     variant_ids: Sequence[str],
@@ -153,6 +230,14 @@ def lmm_scan(
     pvalues_path: str | Path | None = None,
     n_threads: int | None = None,
     test: str = "wald",
+    keep_all: bool | None = None,
+    hit_threshold: float = HIT_THRESHOLD,
+    keep_variants: Sequence[str] = (),
+    precision: str | None = None,
+    full_results_path: str | Path | None = None,
+    scheduler: object | None = None,
+    fdr: float = 0.05,
+    backend: str = "numpy",
 ) -> AssociationResult:
     """Test every donor factor against every variant.
 
@@ -160,10 +245,11 @@ def lmm_scan(
     ----------
     phenotypes
         (donors, factors) donor factors indexed by donor name (aligned to ``donors``; extra rows ignored).
-    dosage
-        (donors, variants) dosages 0/1/2, NaN = missing (mean-imputed per variant).
+    genotypes
+        (donors, variants) dosages in [0, 2], NaN = missing (mean-imputed per variant), or a
+        :class:`~multilivi.eval.scan_chunks.ChunkSource` read chunk by chunk.
     donors, variant_ids
-        Names of the rows (also of ``kinship``) and columns of ``dosage``.
+        Names of the rows (also of ``kinship``) and columns of the genotypes.
     kinship
         (donors, donors) kinship in the order of ``donors``; required unless ``engine="ols"``.
     covariates
@@ -178,47 +264,150 @@ def lmm_scan(
     quantile_normalise
         Rank-based inverse-normal transform each factor before testing.
     pvalues_path
-        Write p-values, effects and SEs as memory-mapped ``<path>``, ``<stem>.beta.npy``, ``<stem>.se.npy``.
+        Write p-values, effects and SEs as memory-mapped ``<path>``, ``<stem>.beta.npy``, ``<stem>.se.npy``
+        (a dense scan).
     test
         ``"wald"`` (default): GLS Wald t-test with ``n - rank(X) - 1`` degrees of freedom, the exact
         t-test for ``ols``; ``"lrt"``: likelihood ratio against chi-square(1), as glimix-core.
+    keep_all
+        Keep every test (dense outputs); default: when factors x variants <= ``DENSE_MAX_TESTS``,
+        or ``pvalues_path`` is given, or ``engine="glimix"``.
+    hit_threshold
+        A bounded scan keeps the tests with ``p < hit_threshold``.
+    keep_variants
+        Variant ids whose full columns a bounded scan keeps (e.g. the causal variants of a truth).
+    precision
+        Products of a bounded scan's statistic: ``"float32"`` (default) or ``"float64"``; every
+        reported p-value, effect and SE is computed in float64 either way.
+    full_results_path
+        Also write every test (``factor, variant, beta, se, pvalue``) to this parquet file, chunk by chunk.
+    scheduler
+        A ``dask.distributed`` scheduler address or ``Client`` to run the chunks on (default: the
+        ``MULTILIVI_DASK_SCHEDULER`` environment variable, else a local thread pool).
+    fdr
+        A bounded scan is rerun with a 100x larger ``hit_threshold`` (up to ``RESCANS`` times)
+        until BH at ``fdr`` is exact from its hits.
+    backend
+        ``"numpy"``, or ``"torch"``: a bounded scan's products in torch, on CUDA when present
+        (:mod:`multilivi.eval.torch_scan`; ``batched`` and ``ols``).
     """
     _check_options(engine, kinship, chunk_size, n_threads, test)
-    donors, dosage = _check_dosage(dosage, donors, variant_ids)
+    donors, source = _check_genotypes(genotypes, donors, variant_ids)
     y_frame = _phenotype_frame(phenotypes, donors, quantile_normalise)
+    n_tests = y_frame.shape[1] * source.n_variants
+    dense = _dense(keep_all, n_tests, pvalues_path, engine)
+    dtype = _precision(precision, dense)
+    if not 0 < hit_threshold <= 1:
+        raise ValueError(f"hit_threshold must lie in (0, 1], got {hit_threshold}")
+    if backend not in ("numpy", "torch") or (backend == "torch" and (dense or engine == "glimix")):
+        raise ValueError(
+            f"backend must be 'numpy' or 'torch' (torch: a bounded scan, keep_all=False, with engine "
+            f"'batched' or 'ols'), got backend={backend!r}, engine={engine!r}, keep_all={dense}"
+        )
     x = _design(covariates, donors)
     kinship = _check_kinship(kinship, len(donors))
     y, tested = _tested_factors(y_frame, x)
-    outputs = _Outputs(dosage, tested, chunk_size, *_allocate((tested.size, dosage.shape[1]), pvalues_path))
-    fitted, n_skipped = _scan(ENGINES[engine], (y, x, kinship, reml, test), outputs, n_threads)
-    return _result(y_frame, variant_ids, outputs, fitted, n_skipped, engine=engine, reml=reml, test=test)
+    # one BLAS thread for the threaded engines' fits too: multi-threaded eigh of the kinship collapses
+    # when the cores are shared (as the chunks' products, see scan_chunks.run_chunks)
+    limit = threadpool_limits(limits=1, user_api="blas") if ENGINES[engine].threaded else nullcontext()
+    with limit:
+        fitted = ENGINES[engine](y, x, kinship, reml, test)
+    if backend == "torch":
+        from multilivi.eval.torch_scan import TorchEngine
+
+        fitted = TorchEngine(fitted)
+    keep = _variant_indices(keep_variants, variant_ids)
+    how = {"engine": engine, "reml": reml, "test": test}
+    for attempt in range(RESCANS + 1):
+        plan = ScanPlan(
+            chunk_size=chunk_size,
+            tested=np.flatnonzero(tested),
+            dense=dense,
+            threshold=hit_threshold,
+            u_threshold=StatisticScale(test, fitted.df, fitted.n).u_of(hit_threshold),
+            dtype=dtype,
+            keep=keep,
+            full=full_results_path is not None,
+        )
+        arrays = _allocate((tested.size, source.n_variants), pvalues_path) if dense else None
+        factor_names = list(map(str, y_frame.columns))
+        with parquet_chunks(full_results_path, factor_names, variant_ids, plan.tested) as parquet:
+            collector = Collector(plan, tested.size, source.n_variants, arrays, parquet)
+            run_chunks(fitted, source, plan, collector.add, n_threads=n_threads, scheduler=scheduler)
+        result = _result(y_frame, variant_ids, collector, fitted, tested, **how)
+        if dense or attempt == RESCANS or hit_threshold >= fdr or result.bounded.bh_exact(fdr):
+            break
+        hit_threshold = min(1.0, hit_threshold * 100)
+        logger.warning("BH at fdr=%g is not exact from the hits; rescanning with p < %g", fdr, hit_threshold)
+    return result
+
+
+def _dense(keep_all: bool | None, n_tests: int, pvalues_path: object, engine: str) -> bool:
+    """Whether the scan keeps every test."""
+    if keep_all is False and (pvalues_path is not None or engine == "glimix"):
+        raise ValueError(
+            "keep_all=False (a bounded scan) cannot write pvalues_path or run engine='glimix' (the "
+            "per-factor reference keeps every test); drop pvalues_path or use engine='batched'"
+        )
+    if keep_all is None:
+        return n_tests <= DENSE_MAX_TESTS or pvalues_path is not None or engine == "glimix"
+    return keep_all
+
+
+def _precision(precision: str | None, dense: bool) -> type:
+    if precision not in (None, "float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    return np.float64 if dense or precision == "float64" else np.float32
+
+
+def _variant_indices(keep_variants: Sequence[str], variant_ids: Sequence[str]) -> NDArray[np.intp]:
+    """Sorted column indices of ``keep_variants`` (an error names the unknown ones)."""
+    if len(keep_variants) == 0:
+        return np.empty(0, dtype=np.intp)
+    index = pd.Index(list(map(str, variant_ids)))
+    where = index.get_indexer(list(map(str, keep_variants)))
+    if (where < 0).any():
+        unknown = [v for v, w in zip(keep_variants, where) if w < 0]
+        raise ValueError(f"keep_variants has {len(unknown)} ids not in variant_ids, e.g. {unknown[:5]}")
+    return np.unique(where)
 
 
 def _result(
     y_frame: pd.DataFrame,
     variant_ids: Sequence[str],
-    outputs: _Outputs,
+    collector: Collector,
     fitted: Engine,
-    n_skipped: int,
+    tested: NDArray[np.bool_],
     **how: str | bool,
 ) -> AssociationResult:
     """The :class:`AssociationResult` of a finished scan; ``how`` holds ``engine``, ``reml`` and ``test``."""
-    tested = outputs.tested
+    if collector.n_skipped:
+        logger.info("skipped %d monomorphic variants of %d", collector.n_skipped, collector.n_variants)
+    if collector.plan.dense:
+        arrays = dict(zip(("pvalues", "beta", "se"), collector.dense_arrays))
+        for array in arrays.values():
+            if isinstance(array, np.memmap):
+                array.flush()
+        bounded = None
+    else:
+        arrays = {"pvalues": None, "beta": None, "se": None}
+        bounded = collector.bounded(StatisticScale(fitted.test, fitted.df, fitted.n))
     return AssociationResult(
         factors=tuple(str(c) for c in y_frame.columns),
-        variants=tuple(map(str, variant_ids)),
-        **outputs.flushed(),
+        variants=tuple(map(str, variant_ids)) if collector.plan.dense else variant_ids,
+        **arrays,
         delta=_rows(tested, fitted.delta[:, None])[0][:, 0],
         null_lml=_rows(tested, fitted.lml[:, None])[0][:, 0],
-        n_monomorphic_skipped=n_skipped,
+        n_monomorphic_skipped=collector.n_skipped,
         untested_factors=tuple(str(c) for c in y_frame.columns[~tested]),
+        bounded=bounded,
         **how,
     )
 
 
 def permuted_null_scan(
     phenotypes: pd.DataFrame,
-    dosage: NDArray[np.floating],
+    genotypes: NDArray[np.floating] | ChunkSource,
     *,
     donors: Sequence[str],
     variant_ids: Sequence[str],
@@ -228,16 +417,17 @@ def permuted_null_scan(
 ) -> AssociationResult:
     """:func:`lmm_scan` against the genotypes of randomly permuted donors: a null with the same structure.
 
-    The (donors, variants) dosage rows and the (donors, donors) kinship rows and columns are
+    The dosage rows of every chunk read and the (donors, donors) kinship rows and columns are
     permuted together, so the kinship still describes the genotypes it is scanned with, while the
     phenotypes and covariates stay with their donors. Every association found is a false positive.
     ``options`` are passed to :func:`lmm_scan`.
     """
     order = np.random.default_rng(seed).permutation(len(donors))
     permuted_kinship = None if kinship is None else np.asarray(kinship)[np.ix_(order, order)]
+    source = ArraySource(np.asarray(genotypes)) if isinstance(genotypes, np.ndarray) else genotypes
     return lmm_scan(
         phenotypes,
-        np.asarray(dosage)[order],
+        PermutedSource(source, order),
         donors=donors,
         variant_ids=variant_ids,
         kinship=permuted_kinship,
@@ -275,20 +465,28 @@ def _check_options(engine: str, kinship: object, chunk_size: int, n_threads: int
         raise ValueError(f"n_threads must be positive (or None for all cores), got {n_threads}")
 
 
-def _check_dosage(
-    dosage: NDArray[np.floating], donors: Sequence[str], variant_ids: Sequence[str]
-) -> tuple[list[str], NDArray[np.floating]]:
-    """Donor names as strings, and ``dosage`` as a (donors, variants) array."""
+def _check_genotypes(
+    genotypes: NDArray[np.floating] | ChunkSource, donors: Sequence[str], variant_ids: Sequence[str]
+) -> tuple[list[str], ChunkSource]:
+    """Donor names as strings, and the genotypes as a source of (donors, variants) chunks."""
     donors = list(map(str, donors))
-    dosage = np.asarray(dosage)
     n = len(donors)
-    if dosage.ndim != 2 or dosage.shape[0] != n:
-        raise ValueError(f"dosage must be (donors, variants) with {n} rows (len(donors)), got {dosage.shape}")
-    if dosage.shape[1] != len(variant_ids):
-        raise ValueError(f"dosage has {dosage.shape[1]} variants but variant_ids has {len(variant_ids)}")
+    if hasattr(genotypes, "read") and hasattr(genotypes, "n_variants"):
+        source = genotypes
+    else:
+        dosage = np.asarray(genotypes)
+        if dosage.ndim != 2 or dosage.shape[0] != n:
+            raise ValueError(
+                f"dosage must be (donors, variants) with {n} rows (len(donors)), got {dosage.shape}"
+            )
+        source = ArraySource(dosage)
+    if source.n_variants != len(variant_ids):
+        raise ValueError(
+            f"genotypes have {source.n_variants} variants but variant_ids has {len(variant_ids)}"
+        )
     if len(set(donors)) != n:
         raise ValueError("donors contains duplicated names; donor names must be unique")
-    return donors, dosage
+    return donors, source
 
 
 def _phenotype_frame(phenotypes: pd.DataFrame, donors: list[str], quantile_normalise: bool) -> pd.DataFrame:
@@ -343,81 +541,6 @@ def _tested_factors(
             ", ".join(untested[:5]),
         )
     return y[:, tested], tested
-
-
-def _scan(
-    engine_type: type[Engine],
-    fit_args: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, bool, str],
-    outputs: _Outputs,
-    n_threads: int | None,
-) -> tuple[Engine, int]:
-    """Fit ``engine_type(*fit_args)`` and scan every chunk into ``outputs``.
-
-    ``fit_args`` are ``y`` (donors, tested factors), ``x`` (donors, p), the kinship, ``reml`` and the test.
-
-    Returns the fitted engine and the number of variants skipped as monomorphic (logged).
-    """
-    starts = range(0, outputs.n_variants, outputs.chunk_size)
-    if not engine_type.threaded:
-        engine = engine_type(*fit_args)
-        n_skipped = sum(outputs.scan_chunk(engine, start) for start in starts)
-    else:
-        # One BLAS thread per chunk and chunks on a thread pool: multi-threaded BLAS on these small
-        # matrices (eigh of the kinship, (donors x chunk) products) collapses when the cores are
-        # shared, and the element-wise p-value work is single-threaded in numpy.
-        workers = max(1, min(n_threads or os.cpu_count() or 1, len(starts)))
-        with threadpool_limits(limits=1, user_api="blas"):
-            engine = engine_type(*fit_args)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                n_skipped = sum(pool.map(functools.partial(outputs.scan_chunk, engine), starts))
-    if n_skipped:
-        logger.info("skipped %d monomorphic variants of %d", n_skipped, outputs.n_variants)
-    return engine, n_skipped
-
-
-@dataclass(frozen=True)
-class _Outputs:
-    """The (factors, variants) result arrays, filled chunk by chunk (chunks may run on threads)."""
-
-    dosage: NDArray[np.floating]  # (donors, variants)
-    tested: NDArray[np.bool_]  # (factors,)
-    chunk_size: int
-    pvalues: NDArray[np.float64]
-    beta: NDArray[np.float64]
-    se: NDArray[np.float64]
-
-    @property
-    def n_variants(self) -> int:
-        return self.dosage.shape[1]
-
-    def scan_chunk(self, engine: Engine, start: int) -> int:
-        """Scan variants ``start:start + chunk_size`` into the outputs; returns the number skipped."""
-        stop = min(start + self.chunk_size, self.n_variants)
-        g_std, keep, sd = standardised_genotypes(
-            self.dosage[:, start:stop], atol=MONOMORPHIC_TOL, rtol=MONOMORPHIC_TOL, return_sd=True
-        )
-        columns = slice(start, stop) if keep.all() else start + np.flatnonzero(keep)
-        if not keep.all():
-            self.pvalues[:, start:stop], self.beta[:, start:stop], self.se[:, start:stop] = (
-                np.nan,
-                np.nan,
-                np.nan,
-            )
-        if keep.any():
-            pvalues, alpha, alpha_se = _rows(self.tested, *engine.scan_chunk(g_std))
-            self.pvalues[:, columns] = pvalues
-            self.beta[:, columns] = alpha / sd  # back to the dosage scale
-            self.se[:, columns] = alpha_se / sd
-        logger.debug("scanned variants %d-%d of %d", start, stop, self.n_variants)
-        return int((~keep).sum())
-
-    def flushed(self) -> dict[str, NDArray[np.float64]]:
-        """``pvalues``, ``beta`` and ``se``, memory maps flushed to disk."""
-        arrays = {"pvalues": self.pvalues, "beta": self.beta, "se": self.se}
-        for array in arrays.values():
-            if isinstance(array, np.memmap):
-                array.flush()
-        return arrays
 
 
 def _rows(tested: NDArray[np.bool_], *arrays: NDArray) -> tuple[NDArray, ...]:

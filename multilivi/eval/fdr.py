@@ -6,6 +6,7 @@ Also the exact binomial interval used for power, FDR and calibration ratios.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,12 +31,16 @@ def benjamini_hochberg(pvalues: NDArray[np.floating]) -> NDArray[np.float64]:
     p = np.asarray(pvalues, dtype=np.float64)
     q = np.full(p.shape, np.nan)
     finite = np.isfinite(p)
-    q[finite] = _bh(p[finite], p[finite].size)
+    q[finite] = bh_qvalues(p[finite], p[finite].size)
     return q
 
 
-def _bh(p: NDArray, n_tests: int) -> NDArray:
-    """BH q-values of ``p`` when ``p`` holds the smallest of ``n_tests`` p-values."""
+def bh_qvalues(p: NDArray, n_tests: int) -> NDArray:
+    """BH q-values of ``p`` (1-d) when ``p`` holds the smallest of ``n_tests`` p-values.
+
+    Exact for the entries whose q-value is at most ``fdr`` whenever no p-value left out of ``p``
+    is BH-significant at ``fdr``.
+    """
     order = np.argsort(p, kind="stable")
     ranked = p[order] * n_tests / np.arange(1, p.size + 1)
     q = np.empty_like(ranked)
@@ -70,7 +75,7 @@ def bh_hits(
         cols.append(small)
         values.append(row[small])
     rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
-    q = _bh(values, n_tests) if values.size else values
+    q = bh_qvalues(values, n_tests) if values.size else values
     significant = q <= fdr
     return rows[significant], cols[significant], q[significant]
 
@@ -107,13 +112,37 @@ def genomic_control_lambda(pvalues: NDArray[np.floating]) -> float:
     return float(stats.chi2.isf(np.median(p), 1) / CHI2_MEDIAN)
 
 
-def qq_plot(pvalues: Mapping[str, NDArray[np.floating]], *, max_points: int = 20_000, ax=None):
+@dataclass(frozen=True)
+class QQData:
+    """The p-value distribution of a bounded scan: exact small p-values, then histogram edges.
+
+    Attributes
+    ----------
+    pvalues, ranks
+        (points,) ascending p-values and their ranks (1 = smallest) among ``n_tests``.
+    n_tests
+        Number of tests.
+    lambda_gc
+        Genomic-control lambda of all tests.
+    bin_p, bin_counts
+        (bins,) p-value at each fine histogram bin's centre and the tests in it.
+    """
+
+    pvalues: NDArray[np.float64]
+    ranks: NDArray[np.int64]
+    n_tests: int
+    lambda_gc: float
+    bin_p: NDArray[np.float64]
+    bin_counts: NDArray[np.int64]
+
+
+def qq_plot(pvalues: Mapping[str, NDArray[np.floating] | QQData], *, max_points: int = 20_000, ax=None):
     """QQ plot of -log10 p against uniform expectation, one series per model, with lambda in the legend.
 
     Parameters
     ----------
     pvalues
-        Model name -> p-values of any shape (NaN ignored).
+        Model name -> p-values of any shape (NaN ignored), or the :class:`QQData` of a bounded scan.
     max_points
         Above this, only the smallest ``max_points`` p-values are drawn exactly and the rest are
         thinned on an even grid of ranks (the plot looks the same, the file stays small).
@@ -133,17 +162,24 @@ def qq_plot(pvalues: Mapping[str, NDArray[np.floating]], *, max_points: int = 20
         fig = ax.figure
     top = 0.0
     for name, values in pvalues.items():
-        p = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
-        if p.size == 0:
-            continue
-        expected = (np.arange(1, p.size + 1) - 0.5) / p.size
-        keep = np.unique(
-            np.concatenate(
-                [np.arange(min(p.size, max_points)), np.linspace(0, p.size - 1, max_points).astype(int)]
+        if isinstance(values, QQData):
+            if values.n_tests == 0:
+                continue
+            ranks, p, lam = values.ranks, values.pvalues, values.lambda_gc
+            expected = (ranks - 0.5) / values.n_tests
+        else:
+            p = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+            if p.size == 0:
+                continue
+            keep = np.unique(
+                np.concatenate(
+                    [np.arange(min(p.size, max_points)), np.linspace(0, p.size - 1, max_points).astype(int)]
+                )
             )
-        )
-        x, y = -np.log10(expected[keep]), -np.log10(np.maximum(p[keep], np.finfo(float).tiny))
-        ax.scatter(x, y, s=4, label=f"{name} (λ={genomic_control_lambda(p):.3f})")
+            expected = ((np.arange(1, p.size + 1) - 0.5) / p.size)[keep]
+            lam, p = genomic_control_lambda(p), p[keep]
+        x, y = -np.log10(expected), -np.log10(np.maximum(p, np.finfo(float).tiny))
+        ax.scatter(x, y, s=4, label=f"{name} (λ={lam:.3f})")
         top = max(top, x.max())
     ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
     ax.set_xlabel("expected −log10 p")

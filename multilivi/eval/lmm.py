@@ -42,6 +42,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from multilivi.eval.scratch import buffer
+
 if TYPE_CHECKING:
     from glimix_core.lmm import LMM
 
@@ -275,17 +277,26 @@ def scan_rotated(null: NullModel, g_rot: NDArray[np.float64], test: str = "wald"
     w = null.weights  # (F, k)
     gpy = (w * null.y_rot.T) @ g_rot  # (F, m)  g^T P y
     gpg = w @ np.square(g_rot)  # (F, m)  g^T P g
+    return gls_outputs(gpy, gpg, null.r0, null.df, null.n_donors, test)
+
+
+def gls_outputs(
+    gpy: NDArray[np.float64], gpg: NDArray[np.float64], r0: NDArray[np.float64], df: int, n: int, test: str
+) -> ScanOutput:
+    """P-values, effects and SEs from ``gpy`` (F, m) ``g^T P y`` (overwritten) and ``gpg`` ``g^T P g``.
+
+    ``gpg`` is (F, m), or (1, m) when it is shared by every factor (OLS); ``r0`` (F,) is ``y^T P y``.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = gpy / gpg
         explained = np.multiply(gpy, alpha, out=gpy)  # r0 - r1, then (r0 - r1) / r0
-        explained /= null.r0[:, None]
+        explained /= r0[:, None]
         np.minimum(explained, 1.0 - np.finfo(float).eps, out=explained)
         se = np.subtract(1.0, explained)  # r1 / r0
-        se *= (null.r0 / null.df)[:, None]  # conventional scale s1
+        se *= (r0 / df)[:, None]  # conventional scale s1
         se /= gpg
         np.sqrt(se, out=se)
-        wald = test == "wald"
-        pvalues = t_pvalues(alpha / se, null.df) if wald else lrt_pvalues(explained, null.n_donors)
+        pvalues = t_pvalues(alpha / se, df) if test == "wald" else lrt_pvalues(explained, n)
     return pvalues, alpha, se
 
 
@@ -302,7 +313,12 @@ def lrt_pvalues(explained: NDArray[np.float64], n: int) -> NDArray[np.float64]:
 
 
 class BatchedEngine:
-    """All factors x a chunk of variants per call, by :func:`scan_rotated` (see module docstring)."""
+    """All factors x a chunk of variants per call, by :func:`scan_rotated` (see module docstring).
+
+    :meth:`scan_u` is the cheap statistic of a bounded scan: each variant rotated once, the GLS
+    weights folded into the phenotypes, ``u = |g^T P y| / sqrt(g^T P g y^T P y)`` with two
+    products per chunk and no p-value.
+    """
 
     threaded: ClassVar[bool] = True
 
@@ -319,19 +335,93 @@ class BatchedEngine:
         self.null = fit_null(y, x, kinship, reml=reml)
         self.delta, self.lml = self.null.delta, self.null.lml
         self.test = test
+        self.df, self.n = self.null.df, self.null.n_donors
+        w = self.null.weights
+        self._u_operands = {np.dtype(np.float64): self._operands(w)}
+
+    def _operands(self, w: NDArray[np.float64]) -> tuple[NDArray, ...]:
+        """Rotation, weighted phenotypes ``w y_rot / sqrt(r0)`` and weights of :meth:`scan_u`."""
+        wy = (w * self.null.y_rot.T) / np.sqrt(self.null.r0)[:, None]
+        return self.null.rotation, wy, w
 
     def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
         """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
         return scan_rotated(self.null, self.null.rotation @ g_std, self.test)
 
+    def scan_u(
+        self,
+        g_std: NDArray[np.floating],
+        dtype: type = np.float64,
+        scale: float = 1.0,
+        out: NDArray[np.floating] | None = None,
+    ) -> NDArray[np.floating]:
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1]).
+
+        ``out``: a (factors, variants) array of ``dtype`` to write into.
+        """
+        rotation, wy, w = self.u_operands(dtype, scale)
+        m = g_std.shape[1]
+        g_rot = np.matmul(
+            rotation, g_std.astype(dtype, copy=False), out=buffer("g_rot", (len(rotation), m), dtype)
+        )
+        u = np.matmul(wy, g_rot, out=out)
+        np.abs(u, out=u)
+        gpg = np.matmul(w, np.square(g_rot, out=g_rot), out=buffer("gpg", u.shape, dtype))
+        u /= np.sqrt(gpg, out=gpg)
+        return u
+
+    def u_operands(self, dtype: type, scale: float) -> tuple[NDArray, ...]:
+        """The operands of :meth:`scan_u` in ``dtype``, the phenotype side multiplied by ``scale``."""
+        key = (np.dtype(dtype), scale)
+        if key not in self._u_operands:
+            first, phenotypes, *rest = self._u_operands[np.dtype(np.float64)]
+            self._u_operands[key] = tuple(a.astype(dtype) for a in (first, phenotypes * scale, *rest))
+        return self._u_operands[key]
+
 
 class OlsEngine(BatchedEngine):
-    """Ordinary least squares: the batched engine without kinship (``delta = 1``)."""
+    """Ordinary least squares by residualise-then-correlate (the batched engine's model with ``delta = 1``).
+
+    The phenotypes are residualised on the design once; each chunk of variants is residualised on
+    the (donors, p) orthonormal design basis ``Q`` (``g - Q Q^T g``), and one product gives
+    ``g^T y`` for all factors: 2 n flops per test instead of the rotation's 2 n^2 per variant.
+    """
 
     def __init__(
         self, y: NDArray[np.float64], x: NDArray[np.float64], kinship: None, reml: bool, test: str = "wald"
     ) -> None:
         super().__init__(y, x, None, reml, test)
+        self.basis = np.linalg.qr(x)[0]  # (n, p)
+        y_res = y - self.basis @ (self.basis.T @ y)
+        self.y_res_t = np.ascontiguousarray(y_res.T)  # (F, n)
+        self.r0 = np.square(y_res).sum(axis=0)  # (F,)
+        self._u_operands = {np.dtype(np.float64): (self.basis, self.y_res_t / np.sqrt(self.r0)[:, None])}
+
+    def scan_chunk(self, g_std: NDArray[np.float64]) -> ScanOutput:
+        """(donors, variants) standardised variants -> (factors, variants) p-values, effects, SEs."""
+        g_res = g_std - self.basis @ (self.basis.T @ g_std)
+        gpg = np.square(g_res).sum(axis=0)[None, :]  # (1, m), shared by all factors
+        return gls_outputs(self.y_res_t @ g_res, gpg, self.r0, self.df, self.n, self.test)
+
+    def scan_u(
+        self,
+        g_std: NDArray[np.floating],
+        dtype: type = np.float64,
+        scale: float = 1.0,
+        out: NDArray[np.floating] | None = None,
+    ) -> NDArray[np.floating]:
+        """(donors, variants) standardised variants -> (factors, variants) ``scale * |r|`` (into ``out``).
+
+        The residualised phenotypes are orthogonal to the design, so ``r = y_res^T g / |g_res|``
+        without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2 = n - |Q^T g|^2`` for a
+        standardised ``g``.
+        """
+        basis, y_unit = self.u_operands(dtype, 1.0)
+        g = g_std.astype(dtype, copy=False)
+        u = np.matmul(y_unit, g, out=out)
+        np.abs(u, out=u)
+        u *= scale / np.sqrt(g.shape[0] - np.square(basis.T @ g).sum(axis=0))
+        return u
 
 
 class GlimixEngine:

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from multilivi.eval.embedding_plots import OKABE_ITO
+from multilivi.eval.fdr import QQData
 
 _CHROM_SHADES = ("#0072B2", "#56B4E9")
 _HIT_COLOUR = "#D55E00"
@@ -67,16 +68,23 @@ def manhattan(loci: pd.DataFrame, *, title: str = "", fdr: float = 0.05) -> Figu
     return fig
 
 
-def pvalue_histograms(pvalues: Mapping[str, NDArray[np.floating]], *, bins: int = 20) -> Figure | None:
-    """Histogram of all finite p-values of each model (a panel per model); flat under the null."""
-    finite = {m: np.asarray(p, dtype=float).ravel() for m, p in pvalues.items()}
-    finite = {m: p[np.isfinite(p)] for m, p in finite.items() if np.isfinite(p).any()}
+def pvalue_histograms(
+    pvalues: Mapping[str, NDArray[np.floating] | QQData], *, bins: int = 20
+) -> Figure | None:
+    """Histogram of all finite p-values of each model (a panel per model); flat under the null.
+
+    A bounded scan's :class:`QQData` is drawn from its fine histogram (each fine bin counted in
+    the bin of its centre's p-value).
+    """
+    finite = {m: _values_and_weights(p) for m, p in pvalues.items()}
+    finite = {m: pw for m, pw in finite.items() if pw[0].size}
     if not finite:
         return None
     fig = Figure(figsize=(2.8 * len(finite), 2.6), layout="constrained")
     axes = fig.subplots(1, len(finite), squeeze=False)[0]
-    for ax, (i, (model, p)) in zip(axes, enumerate(finite.items())):
-        ax.hist(p, bins=bins, range=(0, 1), density=True, color=OKABE_ITO[i % len(OKABE_ITO)])
+    for ax, (i, (model, (p, weights))) in zip(axes, enumerate(finite.items())):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.hist(p, bins=bins, range=(0, 1), density=True, weights=weights, color=colour)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.set_title(model, fontsize="medium")
         ax.set_xlabel("p")
@@ -84,9 +92,24 @@ def pvalue_histograms(pvalues: Mapping[str, NDArray[np.floating]], *, bins: int 
     return fig
 
 
-def qq_band(n: int, level: float = 0.95) -> tuple[Curve, Curve, Curve]:
-    """Expected −log10 p of ``n`` uniform order statistics and their pointwise ``level`` band (low, high)."""
-    i = np.arange(1, n + 1)
+def _values_and_weights(pvalues: NDArray[np.floating] | QQData) -> tuple[Curve, Curve | None]:
+    """Finite p-values and None, or a bounded scan's fine-bin p-values and counts."""
+    if isinstance(pvalues, QQData):
+        # the hits (p < threshold) all fall in the first coarse bin with the top fine bins
+        p = np.append(pvalues.bin_p, 0.0)
+        return p, np.append(pvalues.bin_counts, pvalues.n_tests - pvalues.bin_counts.sum()).astype(float)
+    p = np.asarray(pvalues, dtype=float).ravel()
+    return p[np.isfinite(p)], None
+
+
+def qq_band(
+    n: int, level: float = 0.95, ranks: NDArray[np.integer] | None = None
+) -> tuple[Curve, Curve, Curve]:
+    """Expected −log10 p of ``n`` uniform order statistics and their pointwise ``level`` band (low, high).
+
+    At every rank ``1..n``, or only at ``ranks``.
+    """
+    i = np.arange(1, n + 1) if ranks is None else np.asarray(ranks)
     expected = -np.log10(i / (n + 1))
     tail = (1 - level) / 2
     low = -np.log10(stats.beta.ppf(1 - tail, i, n - i + 1))
@@ -96,24 +119,35 @@ def qq_band(n: int, level: float = 0.95) -> tuple[Curve, Curve, Curve]:
 
 def qq_banded(pvalues: Mapping[str, NDArray[np.floating]], *, level: float = 0.95) -> Figure | None:
     """QQ plot of −log10 p per model against the uniform, with the pointwise ``level`` band of the null."""
-    finite = {m: np.asarray(p, dtype=float).ravel() for m, p in pvalues.items()}
-    finite = {m: np.sort(p[np.isfinite(p)]) for m, p in finite.items() if np.isfinite(p).any()}
+    finite = {m: _ranked(p) for m, p in pvalues.items()}
+    finite = {m: rpn for m, rpn in finite.items() if rpn[1].size}
     if not finite:
         return None
     fig = Figure(figsize=(4.6, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    n = max(p.size for p in finite.values())
-    expected, low, high = qq_band(n, level)
+    n = max(rpn[2] for rpn in finite.values())
+    bounded = [rpn[0] for rpn in finite.values() if rpn[2] == n and rpn[0] is not None]
+    expected, low, high = qq_band(n, level, ranks=bounded[0] if bounded else None)
     ax.fill_between(expected, low, high, color="#bbbbbb", alpha=0.5, label=f"{level:.0%} null band")
     ax.plot(expected, expected, color="black", linewidth=1)
-    for i, (model, p) in enumerate(finite.items()):
-        x = -np.log10(np.arange(1, p.size + 1) / (p.size + 1))
+    for i, (model, (ranks, p, size)) in enumerate(finite.items()):
+        ranks = np.arange(1, p.size + 1) if ranks is None else ranks
+        x = -np.log10(ranks / (size + 1))
         y = -np.log10(np.clip(p, 1e-300, 1.0))
         ax.scatter(x, y, s=6, color=OKABE_ITO[i % len(OKABE_ITO)], label=model, rasterized=True)
     ax.set_xlabel("expected −log10 p")
     ax.set_ylabel("observed −log10 p")
     ax.legend(fontsize=8, frameon=False)
     return fig
+
+
+def _ranked(pvalues: NDArray[np.floating] | QQData) -> tuple[NDArray | None, Curve, int]:
+    """(ranks or None for 1..n, ascending p-values, n tests) of dense p-values or a bounded scan."""
+    if isinstance(pvalues, QQData):
+        return pvalues.ranks, pvalues.pvalues, pvalues.n_tests
+    p = np.asarray(pvalues, dtype=float).ravel()
+    p = np.sort(p[np.isfinite(p)])
+    return None, p, p.size
 
 
 def correlation_heatmap(abs_r: pd.DataFrame, matched: Mapping[str, str], *, title: str = "") -> Figure | None:

@@ -150,9 +150,7 @@ def top_genes(programs: pd.DataFrame | None, factor: str, k: int) -> list[str]:
 # ------------------------------------------------------------------------------------ loci & hits
 def min_pvalues(result: AssociationResult) -> NDArray[np.float64]:
     """(n_variants,) minimum p over factors; NaN for untested variants."""
-    p = np.asarray(result.pvalues, dtype=np.float64)
-    low = np.where(np.isnan(p), np.inf, p).min(axis=0)
-    return np.where(np.isinf(low), np.nan, low)
+    return result.min_pvalues()
 
 
 def task_loci(

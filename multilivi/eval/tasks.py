@@ -256,11 +256,18 @@ def task_association(
             "covariates": ctx.donor_covariates,
             "engine": ctx.engine if ctx.kinship is not None else "ols",
             "test": ctx.test,
+            "fdr": ctx.fdr,
         }
-        result = lmm_scan(factors, ctx.genotypes.dosage, **scan)
+        # a bounded (large) scan keeps the columns truth.py needs beyond the hits: every non-null variant
+        keep = (
+            []
+            if ctx.truth is None
+            else sorted(set(scan["variant_ids"]) - set(map(str, ctx.truth.null_variants)))
+        )
+        result = lmm_scan(factors, ctx.genotypes, keep_variants=keep, **scan)  # read in chunks
         associations[view] = result
         scores += [Score(view, metric) for metric in result.summary(ctx.fdr)]
-        null = permuted_null_scan(factors, ctx.genotypes.dosage, seed=ctx.seed, **scan)
+        null = permuted_null_scan(factors, ctx.genotypes, seed=ctx.seed, **scan)
         scores += [Score(view, metric) for metric in permuted_null_summary(null, ctx.fdr)]
         scores.append(Score(view, MetricResult("n_tests", float(result.n_tests))))
         scores.append(Score(view, MetricResult("n_monomorphic_skipped", float(result.n_monomorphic_skipped))))

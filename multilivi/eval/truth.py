@@ -16,7 +16,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
 
 from multilivi.eval.association import AssociationResult
-from multilivi.eval.fdr import clopper_pearson, genomic_control_lambda
+from multilivi.eval.fdr import clopper_pearson
 from multilivi.eval.records import MetricResult, skipped
 
 
@@ -108,9 +108,7 @@ def _null_lambda(result: AssociationResult, columns: NDArray[np.intp], details: 
     """``lambda_gc_null``: genomic control over the tests of the null variants ``columns``."""
     if columns.size == 0:
         return skipped("lambda_gc_null", "no null variants in the truth")
-    return MetricResult(
-        "lambda_gc_null", genomic_control_lambda(np.asarray(result.pvalues)[:, columns]), details
-    )
+    return MetricResult("lambda_gc_null", result.lambda_gc_of(columns), details)
 
 
 def power_any_view(

@@ -17,6 +17,7 @@ from cohort_factories import make_genotypes, make_mdata
 from benchmarks import compare, gate
 from multilivi.data import Cohort
 from multilivi.data.io import write_plink
+from multilivi.eval import scan_chunks
 from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
 from multilivi.eval.task_runner import Task, TaskResult, run_tasks
 from multilivi.models.livi import LIVIConfig, SharedLatentModule
@@ -100,6 +101,7 @@ def test_every_requested_model_skipped_exits_non_zero_naming_why(tmp_path, capsy
 
 def test_the_defaults_written_in_the_cli_are_those_of_their_modules():
     assert compare.DEFAULT_FDR == DEFAULT_FDR and parsed().fdr == DEFAULT_FDR
+    assert compare.SCHEDULER_ENV == scan_chunks.SCHEDULER_ENV
     assert (compare.FIRST_BASELINE_SEED, compare.N_BASELINE_SEEDS, compare.MIN_BASELINE_SEEDS) == (
         gate.FIRST_BASELINE_SEED,
         gate.N_BASELINE_SEEDS,

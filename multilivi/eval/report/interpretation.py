@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from multilivi.eval import locus_plots
+from multilivi.eval.fdr import QQData
 from multilivi.eval.programs import FILE_ARTEFACTS, ProgramTruth, top_genes
 from multilivi.eval.report import sections as _anchors  # noqa: F401  (registers the sections placed after)
 from multilivi.eval.report.blocks import Block, Cell, Heading, Paragraph, Table
@@ -72,10 +73,10 @@ def _scan_view(view: str) -> str:
 
 def _pvalue_blocks(inputs: ReportInputs) -> list[Block]:
     """P-value histograms and banded QQ plots per view, models side by side."""
-    by_view: dict[str, dict[str, np.ndarray]] = {}
+    by_view: dict[str, dict[str, np.ndarray | QQData]] = {}
     for model, scans in _artefact(inputs, "associations").items():
         for view, result in scans.items():
-            by_view.setdefault(_scan_view(view), {})[model] = np.asarray(result.pvalues)
+            by_view.setdefault(_scan_view(view), {})[model] = result.pvalue_distribution()
     blocks: list[Block] = []
     for view, pvalues in by_view.items():
         blocks += inputs.figure(
