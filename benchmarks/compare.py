@@ -146,9 +146,13 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         "for --dataset FILE.h5mu|FILE.h5ad (donor files too) or a cohort folder (the other options)",
     )
     group.add_argument(
-        "--genotypes", metavar="PREFIX", help="PLINK 1 genotypes PREFIX.{bed,bim,fam} (default: none)"
+        "--genotypes",
+        metavar="PATH",
+        help="genotypes: a PLINK prefix or a .bed/.pgen/.bgen/.vcf.gz/.bcf file (default: none)",
     )
-    group.add_argument("--kinship", type=Path, metavar="FILE", help="donors x donors kinship (.tsv/.csv)")
+    group.add_argument(
+        "--kinship", type=Path, metavar="FILE", help="donors x donors kinship (.tsv/.csv, or plink2's .rel)"
+    )
     group.add_argument(
         "--covariates", type=Path, metavar="FILE", help="donors x covariates, numeric (.tsv/.csv)"
     )

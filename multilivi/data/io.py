@@ -132,23 +132,23 @@ def read_cohort_file(
     path
         Cells: a MuData (``.h5mu``) or an AnnData (``.h5ad``) in any layout :class:`Cohort` converts.
     genotypes
-        PLINK 1 prefix of ``PREFIX.{bed,bim,fam}``; None: no genotypes (association is skipped).
+        Genotype file or fileset prefix in any accepted format (:func:`read_genotypes`: PLINK 1/2,
+        BGEN, VCF/BCF); None: no genotypes (association is skipped).
     kinship, covariates
-        Donors x donors kinship and donors x covariates tables (.tsv or .csv, first column the donor id).
+        Donors x donors kinship (.tsv/.csv with the donor ids in the first column, or plink2's
+        ``--make-rel square`` .rel with its .rel.id) and donors x covariates (.tsv/.csv).
     cohort_kwargs
         Go to :class:`Cohort` (``keys=``, ``counts_layer=``, ``round_counts=``, ``donors=``...); the name
         defaults to the file's stem.
     """
     path = Path(path)
     cells = read_cells(path)
-    tables = {
-        key: read_table(table)
-        for key, table in (("kinship", kinship), ("donor_covariates", covariates))
-        if table is not None
-    }
+    tables = {} if covariates is None else {"donor_covariates": read_table(covariates)}
+    if kinship is not None:
+        tables["kinship"] = read_kinship(kinship)
     cohort_kwargs.setdefault("name", path.stem)
-    plink = None if genotypes is None else read_plink(genotypes)
-    return Cohort(cells, genotypes=plink, **tables, **cohort_kwargs)
+    donor_genotypes = None if genotypes is None else read_genotypes(genotypes)
+    return Cohort(cells, genotypes=donor_genotypes, **tables, **cohort_kwargs)
 
 
 def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
