@@ -19,6 +19,7 @@ from multilivi.eval.fdr import QQData
 
 _CHROM_SHADES = ("#0072B2", "#56B4E9")
 _HIT_COLOUR = "#D55E00"
+MAX_POINTS = 20_000  # per series: the smallest p-values drawn exactly, the rest thinned (as fdr.qq_plot)
 Curve = NDArray[np.float64]
 
 
@@ -50,10 +51,11 @@ def manhattan(loci: pd.DataFrame, *, title: str = "", fdr: float = 0.05) -> Figu
     spans = loci.groupby(loci["chrom"].astype(str))["pos"].max().reindex(chroms)
     offsets = pd.Series(np.concatenate([[0], np.cumsum(spans.to_numpy()[:-1])]), index=chroms)
     for ax, view in zip(axes, views):
-        rows = loci.loc[loci["view"] == view]
-        x = rows["pos"].to_numpy() + offsets.loc[rows["chrom"].astype(str)].to_numpy()
+        rows = _thinned(loci.loc[loci["view"] == view])
+        chrom = rows["chrom"].astype(str)
+        x = rows["pos"].to_numpy() + offsets.loc[chrom].to_numpy()
         y = -np.log10(np.clip(rows["min_p"].to_numpy(float), 1e-300, 1.0))
-        shade = [_CHROM_SHADES[chroms.index(str(c)) % 2] for c in rows["chrom"]]
+        shade = np.asarray(_CHROM_SHADES)[pd.Index(chroms).get_indexer(chrom) % 2]
         ax.scatter(x, y, s=6, c=shade, linewidths=0, rasterized=True)
         hit = rows["hit"].to_numpy(bool)
         ax.scatter(x[hit], y[hit], s=28, marker="D", color=_HIT_COLOUR, label=f"hit (q ≤ {fdr:g})")
@@ -66,6 +68,21 @@ def manhattan(loci: pd.DataFrame, *, title: str = "", fdr: float = 0.05) -> Figu
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _thinned(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``MAX_POINTS`` variants of smallest p and every hit, plus an even sample of the others.
+
+    A Manhattan plot of millions of variants looks the same with the null bulk thinned.
+    """
+    if len(rows) <= 2 * MAX_POINTS:
+        return rows
+    order = np.argsort(rows["min_p"].to_numpy(float), kind="stable")
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[:MAX_POINTS]] = True
+    keep[np.linspace(0, len(rows) - 1, MAX_POINTS).astype(np.int64)] = True
+    keep |= rows["hit"].to_numpy(bool)
+    return rows.loc[keep]
 
 
 def pvalue_histograms(
@@ -142,12 +159,19 @@ def qq_banded(pvalues: Mapping[str, NDArray[np.floating]], *, level: float = 0.9
 
 
 def _ranked(pvalues: NDArray[np.floating] | QQData) -> tuple[NDArray | None, Curve, int]:
-    """(ranks or None for 1..n, ascending p-values, n tests) of dense p-values or a bounded scan."""
+    """(ranks or None for 1..n, ascending p-values, n tests) of dense p-values or a bounded scan.
+
+    Above :data:`MAX_POINTS` dense p-values, the smallest ``MAX_POINTS`` are kept exactly and the
+    rest on an even grid of ranks: the curve looks the same and the figure stays small.
+    """
     if isinstance(pvalues, QQData):
         return pvalues.ranks, pvalues.pvalues, pvalues.n_tests
     p = np.asarray(pvalues, dtype=float).ravel()
     p = np.sort(p[np.isfinite(p)])
-    return None, p, p.size
+    if p.size <= MAX_POINTS:
+        return None, p, p.size
+    keep = np.union1d(np.arange(MAX_POINTS), np.linspace(0, p.size - 1, MAX_POINTS).astype(np.int64))
+    return keep + 1, p[keep], p.size
 
 
 def correlation_heatmap(abs_r: pd.DataFrame, matched: Mapping[str, str], *, title: str = "") -> Figure | None:

@@ -164,3 +164,31 @@ def test_no_element_overflows_at_1024_px(report, tmp_path):
     match = re.search(r"<title>overflow:(\d+):(\d+)</title>", dom)
     assert match is not None, "the layout script did not run"
     assert int(match[1]) == 0 and int(match[2]) <= 1024
+
+
+def test_figures_of_a_million_tests_draw_a_thinned_curve():
+    from multilivi.eval import locus_plots
+
+    rng = np.random.default_rng(0)
+    n = 300_000
+    p = rng.uniform(size=n)
+    p[:5] = 1e-12  # the strongest tests are always drawn
+    qq = locus_plots.qq_banded({"model": p})
+    drawn = qq.axes[0].collections[-1].get_offsets()
+    assert len(drawn) <= 2 * locus_plots.MAX_POINTS
+    assert np.isclose(drawn[:, 1].max(), 12.0)  # -log10 of the smallest p
+    loci = pd.DataFrame(
+        {
+            "view": "D",
+            "variant": np.arange(n).astype(str),
+            "chrom": np.repeat(np.arange(1, 4), n // 3).astype(str),
+            "pos": np.tile(np.arange(n // 3), 3),
+            "min_p": p,
+            "hit": p < 1e-10,
+        }
+    )
+    fig = locus_plots.manhattan(loci)
+    bulk, hits = (c.get_offsets() for c in fig.axes[0].collections)
+    assert len(bulk) <= 2 * locus_plots.MAX_POINTS + 5 and len(hits) == 5
+    small = loci.iloc[:1000]
+    assert len(locus_plots.manhattan(small).axes[0].collections[0].get_offsets()) == 1000  # small: all drawn
