@@ -56,7 +56,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DENSE_MAX_TESTS = 20_000_000  # scans up to this many factors x variants keep every test (480 MB)
+DENSE_MAX_TESTS = 2_000_000  # scans up to this many factors x variants keep every test (48 MB)
 HIT_THRESHOLD = 1e-5  # a bounded scan keeps the tests with p below this
 RESCANS = 3  # times a bounded scan is rerun with a 100x larger threshold when BH is not exact
 
