@@ -128,15 +128,15 @@ class CellBatches:
         self, counts: dict[str, sp.csr_matrix], donor: np.ndarray, rows: np.ndarray | None = None
     ) -> None:
         self.counts = {m: sp.csr_matrix(x, dtype=np.float32) for m, x in counts.items()}
-        n_rows = next(iter(self.counts.values())).shape[0]
-        self.positions = np.arange(n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
-        self.library = {
-            m: np.asarray(x.sum(axis=1), dtype=np.float32)[self.positions] for m, x in self.counts.items()
-        }
+        self.positions = None if rows is None else np.asarray(rows, dtype=np.int64)  # None: every row
         self.donor = np.asarray(donor, dtype=np.int64)
         self.n_cells = len(self.donor)
-        if self.positions.shape != (self.n_cells,):
-            raise ValueError(f"{self.positions.size} rows for {self.n_cells} donors; pass one row per cell")
+        n_rows = next(iter(self.counts.values())).shape[0] if rows is None else self.positions.size
+        if n_rows != self.n_cells:
+            raise ValueError(f"{n_rows} rows for {self.n_cells} donors; pass one row per cell")
+        self.library = {
+            m: self._csr_rows(np.asarray(x.sum(axis=1), dtype=np.float32)) for m, x in self.counts.items()
+        }
         dense_bytes = 4 * self.n_cells * sum(x.shape[1] for x in self.counts.values())
         self.dense = (
             {m: self._csr_rows(x).toarray() for m, x in self.counts.items()}
@@ -144,10 +144,11 @@ class CellBatches:
             else None
         )
 
-    def _csr_rows(self, x: sp.csr_matrix, cells: np.ndarray | None = None) -> sp.csr_matrix:
-        """Rows of ``x`` of the served cells ``cells`` (positions among them; all when None)."""
-        rows = self.positions if cells is None else self.positions[cells]
-        return x if rows.size == x.shape[0] and (rows == np.arange(x.shape[0])).all() else x[rows]
+    def _csr_rows(self, x: sp.csr_matrix | np.ndarray, cells: np.ndarray | None = None):
+        """Rows of ``x`` (counts or per-row values) of the served ``cells`` (positions among them)."""
+        if self.positions is None:
+            return x if cells is None else x[cells]
+        return x[self.positions if cells is None else self.positions[cells]]
 
     def rows(self, modality: str, rows: np.ndarray) -> np.ndarray:
         """(len(rows), n_features) dense float32 counts of one modality; ``rows`` index the served cells."""

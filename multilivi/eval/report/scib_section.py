@@ -6,6 +6,7 @@ import pandas as pd
 
 from multilivi.eval.report.blocks import Block, Cell, Heading, Paragraph, Table
 from multilivi.eval.report.inputs import ReportInputs, register_section
+from multilivi.eval.report.sections import with_direction
 from multilivi.eval.report.tables import columns_of
 from multilivi.eval.scib import AGGREGATES, BATCH_METRICS, BIO_METRICS, scaled_table
 
@@ -20,7 +21,8 @@ SCALED_CAPTION = (
 def scib(inputs: ReportInputs) -> list[Block]:
     """Raw scIB metrics (intervals, difference from LIVI) and the Benchmarker-style scaled table."""
     columns = columns_of("scib")
-    raw = inputs.tables.table(columns, caption="scIB metrics on the probes' cells (raw); higher is better.")
+    caption = with_direction("scIB metrics on the probes' cells (raw)", columns)
+    raw = inputs.tables.table(columns, caption=caption)
     if raw is None:
         return inputs.tables.leftovers(["scib"])
     blocks: list[Block] = [
