@@ -7,6 +7,10 @@ kinship, ``HERITABILITY``) and without (OLS, independent phenotypes: the model i
 and test (the default Wald t-test and the LRT) it reports the genomic-control λ and the ratios
 ``P(p < t) / t`` for ``t`` in ``THRESHOLDS``, each with a Clopper-Pearson 95 % interval.
 
+A cell is ``REPLICATES`` independent cohorts (genotype panel, covariates, phenotypes): at 30 donors
+one panel's own structure moves λ by about ±0.01, so a single panel says little about the test.
+The p-values of the replicates are pooled; the range of the replicates' own λ is reported beside.
+
 Run ``python -m benchmarks.calibration --out reports/calibration``: a ``calibration.csv`` and a
 ``README.md`` table. Nothing here is a timing.
 """
@@ -31,8 +35,10 @@ from multilivi.eval.lmm import TESTS
 __all__ = [
     "GRID_COVARIATES",
     "GRID_DONORS",
+    "REPLICATES",
     "NullCohort",
     "calibration_row",
+    "cell_pvalues",
     "null_cohort",
     "run_cell",
     "run_grid",
@@ -51,6 +57,7 @@ N_KINSHIP_VARIANTS = 2_000  # further variants behind the kinship
 HERITABILITY = 0.5  # kinship share of the null phenotypes' variance (cells with kinship)
 THRESHOLDS = (1e-3, 1e-5)
 LAMBDA_BOUND = (0.97, 1.03)  # the bound the default test must meet
+REPLICATES = 5  # independent cohorts per cell, p-values pooled
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,44 @@ def run_cell(
     n_phenotypes: int = N_PHENOTYPES,
     n_variants: int = N_VARIANTS,
     seed: int = 0,
-    cohort: NullCohort | None = None,
+    replicates: int = 1,
+    cohorts: dict[int, NullCohort] | None = None,
 ) -> list[dict[str, object]]:
-    """One calibration row per test for one grid cell (LMM with kinship, else OLS)."""
-    cohort = cohort or null_cohort(n_donors, n_variants=n_variants, seed=seed + n_donors)
+    """One calibration row per test for one grid cell (LMM with kinship, else OLS).
+
+    Replicate ``r`` draws its cohort from ``seed + r`` (``cohorts[r]`` when given: its genotype
+    panel, shared across the covariate counts of one donor count); the rows pool their p-values and
+    give the range of the replicates' own λ (``lambda_gc_min``, ``lambda_gc_max``).
+    """
+    pooled: dict[str, list[NDArray[np.float64]]] = {test: [] for test in TESTS}
+    for r in range(replicates):
+        given = (cohorts or {}).get(r)
+        cohort = (
+            given
+            if given is not None
+            else null_cohort(n_donors, n_variants=n_variants, seed=seed + r + n_donors)
+        )
+        for test, p in cell_pvalues(cohort, n_covariates, with_kinship, n_phenotypes, seed + r).items():
+            pooled[test].append(p)
+    cell = {
+        "n_donors": n_donors,
+        "n_covariates": n_covariates,
+        "kinship": with_kinship,
+        "replicates": replicates,
+    }
+    rows = []
+    for test, parts in pooled.items():
+        own = [genomic_control_lambda(p[np.isfinite(p)]) for p in parts]
+        row = calibration_row(np.concatenate(parts))
+        rows.append({**cell, "test": test, **row, "lambda_gc_min": min(own), "lambda_gc_max": max(own)})
+    return rows
+
+
+def cell_pvalues(
+    cohort: NullCohort, n_covariates: int, with_kinship: bool, n_phenotypes: int, seed: int
+) -> dict[str, NDArray[np.float64]]:
+    """(phenotypes x variants,) p-values of every test on one cohort's null phenotypes."""
+    n_donors = len(cohort.donors)
     rng = np.random.default_rng([seed, n_donors, n_covariates])
     covariates = pd.DataFrame(rng.standard_normal((n_donors, n_covariates)), index=cohort.donors)
     phenotypes = null_phenotypes(
@@ -129,12 +170,10 @@ def run_cell(
         "engine": "batched" if with_kinship else "ols",
         "keep_all": True,  # calibration_row reads every p-value
     }
-    cell = {"n_donors": n_donors, "n_covariates": n_covariates, "kinship": with_kinship}
-    rows = []
-    for test in TESTS:
-        result = lmm_scan(phenotypes, cohort.dosage, test=test, **scan)
-        rows.append({**cell, "test": test, **calibration_row(result.pvalues)})
-    return rows
+    return {
+        test: np.asarray(lmm_scan(phenotypes, cohort.dosage, test=test, **scan).pvalues, dtype=float).ravel()
+        for test in TESTS
+    }
 
 
 def grid_cells(
@@ -151,14 +190,25 @@ def run_grid(
     n_phenotypes: int = N_PHENOTYPES,
     n_variants: int = N_VARIANTS,
     seed: int = 0,
+    replicates: int = REPLICATES,
 ) -> pd.DataFrame:
     """Calibration rows of every grid cell, with and without kinship, for every test."""
     rows = []
-    cohorts: dict[int, NullCohort] = {}  # one genotype panel per donor count
+    panels: dict[int, dict[int, NullCohort]] = {}  # per donor count, one genotype panel per replicate
     for n, c in grid_cells(donors, covariates):
-        if n not in cohorts:
-            cohorts[n] = null_cohort(n, n_variants=n_variants, seed=seed + n)
+        if n not in panels:
+            panels[n] = {
+                r: null_cohort(n, n_variants=n_variants, seed=seed + r + n) for r in range(replicates)
+            }
         for with_kinship in (False, True):
             logger.info("calibration cell: %d donors, %d covariates, kinship=%s", n, c, with_kinship)
-            rows += run_cell(n, c, with_kinship, n_phenotypes=n_phenotypes, seed=seed, cohort=cohorts[n])
+            rows += run_cell(
+                n,
+                c,
+                with_kinship,
+                n_phenotypes=n_phenotypes,
+                seed=seed,
+                replicates=replicates,
+                cohorts=panels[n],
+            )
     return pd.DataFrame(rows)

@@ -27,3 +27,15 @@ def test_calibration_row_and_grid():
     assert row["ratio_1e-05_low"] <= row["ratio_1e-05"] <= row["ratio_1e-05_high"]
     cells = grid_cells()
     assert (30, 20) in cells and (30, 50) not in cells and (43, 50) not in cells and (85, 50) in cells
+
+
+def test_replicates_pool_independent_cohorts():
+    """Replicate 0 is the single-cohort cell; pooling adds the other cohorts' tests and their λ range."""
+    kwargs = {"n_phenotypes": 50, "n_variants": 100, "seed": 3}
+    single = {r["test"]: r for r in run_cell(30, 3, True, **kwargs)}
+    pooled = {r["test"]: r for r in run_cell(30, 3, True, replicates=3, **kwargs)}
+    for test, row in pooled.items():
+        assert row["n_tests"] == 3 * single[test]["n_tests"]
+        assert row["lambda_gc_min"] <= single[test]["lambda_gc"] <= row["lambda_gc_max"]
+        assert row["lambda_gc_min"] < row["lambda_gc_max"]  # the cohorts differ
+        assert row["lambda_gc_min"] <= row["lambda_gc"] <= row["lambda_gc_max"]
