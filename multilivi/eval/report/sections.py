@@ -68,8 +68,8 @@ def reconstruction(inputs: ReportInputs) -> list[Block]:
     own = tables.table(
         columns_of("own_likelihood"),
         caption="Held-out NLL per cell under each third-party model's own likelihood and estimator "
-        "(totalVI: NB for RNA, NB background/foreground mixture for protein, one posterior sample of z): "
-        "not comparable with the harness's NLL above, which these models do not report.",
+        "(totalVI: NB for RNA, NB background/foreground mixture for protein; scVI: ZINB; one posterior "
+        "sample of z): not comparable with the harness's NLL above, which these models do not report.",
     )
     if own is not None:
         blocks += [Heading("Third-party models' own likelihood", 3), own]
