@@ -61,12 +61,16 @@ model specs:
                                   cell-id sidecar (PATH.cells.txt or cells=), .parquet/.csv/.tsv
                                   indexed by cell id; TABLE: donors x factors indexed by donor id
   pca[:n_components=N]            PCA of log-normalised RNA (and RNA + protein)
+  totalvi[:max_epochs=N,n_latent=K,batch_size=B,name=NAME]
+                                  scvi-tools' totalVI on RNA + protein (scvi[:...]: scVI on RNA),
+                                  trained here; needs pip install -e ".[scvi]"
 
 examples:
   python -m benchmarks.compare                      # livi mslivi-50 dmlivi-50 on the simulated cohort
   python -m benchmarks.compare --models {THESIS_SWEEP}
   python -m benchmarks.compare --models livi dmlivi-50:interaction_input=all,n_dxc=20 pca
   python -m benchmarks.compare --models livi emb:scvi.h5ad#X_scVI:donor_factors=factors.csv
+  python -m benchmarks.compare --models livi mslivi-50 totalvi
   python -m benchmarks.compare --dataset liu2021 --models livi mslivi-50 dmlivi-50
   python -m benchmarks.compare --dataset my_cohort/ --preset paper   # cohort.h5mu + genotypes.bed/bim/fam
   python -m benchmarks.compare --dataset cite.h5ad --genotypes plink/chr_all --donor-key individual \

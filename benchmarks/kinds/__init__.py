@@ -7,7 +7,8 @@ and computes its :class:`~multilivi.eval.outputs.ModelOutputs` (training, or rea
 
 Every module of this package is imported with it; a module defining a kind calls :func:`register`.
 The built-in kinds: ``family`` (livi, mslivi, dmlivi: trained here), ``embedding`` (``emb:``, a
-precomputed embedding) and ``pca`` (the PCA baseline).
+precomputed embedding), ``pca`` (the PCA baseline), ``control`` (the random and truth controls) and
+``scvi-tools`` (``totalvi`` and ``scvi``, trained here with the optional scvi-tools).
 """
 
 from __future__ import annotations

@@ -36,9 +36,13 @@ def default_cache_dir() -> Path:
 
 
 def write_outputs(folder: Path, outputs: ModelOutputs) -> None:
-    """Write views, held-out NLL, timings, donor factors, history, loadings and σ(A) (each file atomic)."""
+    """Write views, held-out NLL (ours and a model's own), timings, donor factors, history, loadings, σ(A).
+
+    Each file is written atomically.
+    """
     arrays = {f"view/{k}": v for k, v in outputs.views.items()}
     arrays |= {f"nll/{k}": v for k, v in (outputs.heldout_nll or {}).items()}
+    arrays |= {f"own_nll/{k}": v for k, v in (outputs.own_nll or {}).items()}
     arrays["timing"] = np.array([outputs.fit_seconds, outputs.seconds_per_epoch])
     atomic_write(folder / OUTPUTS_FILE, lambda tmp: np.savez(tmp, **arrays))
     for name, table in outputs.donor_factors.items():
@@ -60,6 +64,7 @@ def read_outputs(folder: Path) -> ModelOutputs:
     with np.load(folder / OUTPUTS_FILE, allow_pickle=False) as f:
         views = {k.removeprefix("view/"): f[k] for k in f.files if k.startswith("view/")}
         nll = {k.removeprefix("nll/"): f[k] for k in f.files if k.startswith("nll/")}
+        own_nll = {k.removeprefix("own_nll/"): f[k] for k in f.files if k.startswith("own_nll/")}
         fit_seconds, per_epoch = f["timing"]
     factors = {
         p.stem.removeprefix("donor_factors_"): pd.read_csv(
@@ -77,6 +82,7 @@ def read_outputs(folder: Path) -> ModelOutputs:
         views,
         factors,
         heldout_nll=nll or None,
+        own_nll=own_nll or None,
         fit_seconds=float(fit_seconds),
         seconds_per_epoch=float(per_epoch),
         history=history,

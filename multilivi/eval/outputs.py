@@ -29,6 +29,11 @@ class ModelOutputs:
     heldout_nll
         Per-cell negative log-likelihood (nats) of the held-out cells by modality, each of shape
         (n_heldout,); None when the model has no likelihood.
+    own_nll
+        Per-cell held-out negative log-likelihood (nats) by modality under a third-party model's own
+        likelihood and estimator (totalVI's reconstruction error: its NB / NB-mixture, one posterior
+        sample of z), each of shape (n_heldout,). Reported apart from ``heldout_nll``, with which it
+        is not comparable; None for the models trained here and for embeddings.
     fit_seconds
         Training time (NaN when not trained here).
     seconds_per_epoch
@@ -54,6 +59,7 @@ class ModelOutputs:
     views: dict[str, np.ndarray]
     donor_factors: dict[str, pd.DataFrame] = field(default_factory=dict)
     heldout_nll: dict[str, np.ndarray] | None = None
+    own_nll: dict[str, np.ndarray] | None = None
     fit_seconds: float = math.nan
     seconds_per_epoch: float = math.nan
     history: pd.DataFrame | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from multilivi.data import Truth
@@ -75,7 +76,12 @@ for _per, _gated in (("cell", True), ("feature", False)):
 def task_reconstruction(outputs: ModelOutputs, ctx: EvalContext) -> TaskResult:
     """Held-out NLL per cell and per feature by modality, and per cell type (keyed rows)."""
     if outputs.heldout_nll is None:
-        return TaskResult([NotRun(MODEL_LEVEL, "no likelihood: an embedding has no held-out NLL")])
+        reason = (
+            "no likelihood: an embedding has no held-out NLL"
+            if outputs.own_nll is None
+            else "the model reports only its own likelihood (task own_likelihood), not this NLL"
+        )
+        return TaskResult([NotRun(MODEL_LEVEL, reason)])
     cell_type = ctx.labels["cell_type"]
     heldout_types = None if cell_type is None else cell_type[ctx.heldout_idx]
     n_features = {m: ctx.n_features[m] for m in outputs.heldout_nll}
@@ -84,6 +90,33 @@ def task_reconstruction(outputs: ModelOutputs, ctx: EvalContext) -> TaskResult:
         scores.append(Score(MODEL_LEVEL, result))
         for cell_type_name, value in result.details.get("per_cell_type", {}).items():
             scores.append(Score(MODEL_LEVEL, MetricResult(f"{result.name}/{cell_type_name}", value)))
+    return TaskResult(scores)
+
+
+# a third-party model's own held-out likelihood (totalVI's reconstruction error): another likelihood
+# and estimator than the NLL above, so never compared with it nor gated
+for _modality, _label in _MODALITIES:
+    register(
+        Metric(
+            "own_likelihood",
+            f"nll_per_cell_{_modality}",
+            f"{_label} NLL / cell (own likelihood)",
+            "min",
+            unit="nats",
+            lower=0.0,
+            compared=False,
+        )
+    )
+
+
+def task_own_likelihood(outputs: ModelOutputs, ctx: EvalContext) -> TaskResult:
+    """Mean held-out NLL per cell under the model's own likelihood; no rows for a model without one."""
+    if outputs.own_nll is None:
+        return TaskResult()
+    scores = [
+        Score(MODEL_LEVEL, MetricResult(f"nll_per_cell_{modality}", float(np.mean(values))))
+        for modality, values in outputs.own_nll.items()
+    ]
     return TaskResult(scores)
 
 
@@ -393,6 +426,7 @@ def true_factors_for(view: str, truth: Truth) -> pd.DataFrame:
 
 register_task(Task("training", task_training))
 register_task(Task("reconstruction", task_reconstruction))
+register_task(Task("own_likelihood", task_own_likelihood))
 register_task(Task("probes", task_probes))
 register_task(Task("phenotypes", task_phenotypes, provides="phenotypes"))
 register_task(Task("views", task_views, needs=("phenotypes",)))
