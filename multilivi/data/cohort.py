@@ -127,12 +127,12 @@ class Cohort:
         from multilivi.data.scverse import cohort_mudata  # it builds on this module's names
 
         on_disk = _holds_disk_counts(mdata)
+        if on_disk and (round_counts or counts_layer is not None):
+            raise ValueError(_ON_DISK_COPY.format(what="rounding them or reading them from a layer"))
         given = mdata
         mdata = cohort_mudata(mdata, counts_layer=counts_layer, round_counts=round_counts)
         if on_disk and mdata is not given:
-            raise ValueError(
-                _ON_DISK_COPY.format(what="converting the cells' layout (layers, rounding, splits)")
-            )
+            raise ValueError(_ON_DISK_COPY.format(what="converting the cells' layout (feature-type splits)"))
         if donors not in ("strict", "intersect"):
             raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
         modalities = _canonical_modalities(mdata)

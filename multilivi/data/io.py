@@ -56,9 +56,12 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     """Write ``cohort`` to ``directory`` (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    mdata = without_index_names(cohort.mdata.copy())
-    mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
-    atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
+    if cohort.on_disk:
+        atomic_write(directory / COHORT_FILE, lambda tmp: _write_streamed(cohort, tmp))
+    else:
+        mdata = without_index_names(cohort.mdata.copy())
+        mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
+        atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
     if cohort.genotypes is not None:
         write_genotypes(cohort.genotypes, directory / GENOTYPES_PREFIX)
     if cohort.kinship_given:
@@ -68,6 +71,25 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     if cohort.truth is not None:
         atomic_write(directory / TRUTH_FILE, lambda tmp: cohort.truth.write(tmp))
     return directory
+
+
+def _write_streamed(cohort: Cohort, path: Path) -> None:
+    """Write an on-disk cohort's .h5mu: its annotations by mudata, each modality's counts copied from the
+    file they are read from by HDF5 (chunk by chunk, never in memory).
+    """
+    modalities = {
+        m: ad.AnnData(obs=a.obs, var=a.var, obsm=dict(a.obsm), varm=dict(a.varm), uns=dict(a.uns))
+        for m, a in cohort.mdata.mod.items()
+    }
+    mdata = new_mudata(modalities)
+    mdata.obs = cohort.obs.copy()
+    mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
+    without_index_names(mdata).write(path)
+    with h5py.File(path, "r+") as f:
+        for m in cohort.modalities:
+            source = cohort.disk_counts(m).dataset.group
+            del f["mod"][m]["X"]  # anndata's empty placeholder of an AnnData without X
+            source.file.copy(source, f["mod"][m], name="X")
 
 
 def read_cohort(directory: str | Path, *, on_disk: bool | None = None, **cohort_kwargs) -> Cohort:

@@ -80,10 +80,11 @@ class DiskCounts:
         first = int(rows[0])
         return self.rows(first, int(rows[-1]) + 1)[rows - first]
 
-    def row_ranges(self, max_entries: int = READ_ENTRIES) -> Iterator[tuple[int, int]]:
+    def row_ranges(self, max_entries: int | None = None) -> Iterator[tuple[int, int]]:
         """Consecutive ``(start, stop)`` row ranges covering every row, each holding <= ``max_entries``
-        stored values (or one row, if a row alone holds more).
+        (default :data:`READ_ENTRIES`) stored values (or one row, if a row alone holds more).
         """
+        max_entries = READ_ENTRIES if max_entries is None else max_entries
         start, n = 0, self.shape[0]
         while start < n:
             stop = int(np.searchsorted(self.indptr, self.indptr[start] + max_entries, side="right")) - 1
@@ -91,13 +92,14 @@ class DiskCounts:
             yield start, stop
             start = stop
 
-    def blocks(self, max_entries: int = READ_ENTRIES) -> Iterator[tuple[int, sp.csr_matrix]]:
+    def blocks(self, max_entries: int | None = None) -> Iterator[tuple[int, sp.csr_matrix]]:
         """``(start, rows)`` for consecutive row ranges of <= ``max_entries`` values (:meth:`row_ranges`)."""
         for start, stop in self.row_ranges(max_entries):
             yield start, self.rows(start, stop)
 
-    def value_chunks(self, size: int = READ_ENTRIES) -> Iterator[np.ndarray]:
-        """The stored values (as stored, any dtype) in consecutive chunks of <= ``size``."""
+    def value_chunks(self, size: int | None = None) -> Iterator[np.ndarray]:
+        """The stored values (any dtype) in consecutive chunks of <= ``size`` (:data:`READ_ENTRIES`)."""
+        size = READ_ENTRIES if size is None else size
         for lo in range(0, self.nnz, size):
             yield self._data[lo : min(lo + size, self.nnz)]
 

@@ -8,7 +8,8 @@ never of where the counts are stored:
 2. each epoch the blocks are permuted and taken :data:`BUFFER_BATCHES` x ``batch_size`` cells' worth
    at a time into a buffer;
 3. the buffer's cells are permuted and cut into ``ceil(n_buffer / batch_size)`` near-equal
-   minibatches (a full buffer: exactly :data:`BUFFER_BATCHES` of ``batch_size``).
+   minibatches (a full buffer, when 64 divides 16 ``batch_size``: :data:`BUFFER_BATCHES` of
+   ``batch_size``).
 
 Every cell is seen once per epoch. Mixing: a minibatch of ``b`` cells holds cells of up to
 ``16 b / 64 = b / 4`` blocks drawn at random from the whole cohort (a 256-cell minibatch: 64 blocks,
