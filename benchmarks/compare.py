@@ -49,6 +49,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # defaults of modules that --help must not import (numpy, pandas, torch...), written here; a test checks them
 DEFAULT_FDR = 0.05  # multilivi.eval.outputs.DEFAULT_FDR
 SCHEDULER_ENV = "MULTILIVI_DASK_SCHEDULER"  # multilivi.eval.scan_chunks.SCHEDULER_ENV
+ON_DISK_GIB = 4  # multilivi.data.ondisk.ON_DISK_BYTES / 2**30
 FIRST_BASELINE_SEED, N_BASELINE_SEEDS, MIN_BASELINE_SEEDS = 100, 20, 10  # benchmarks.gate's
 
 EPILOG = f"""\
@@ -181,6 +182,12 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="round float counts within 1e-4 of integers (e.g. after a CSV or R round trip)",
     )
+    group.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="keep the counts of a cohort folder or .h5mu on disk and stream them to the models in "
+        f"block-shuffled minibatches (default: automatic, on disk when stored in over {ON_DISK_GIB} GiB)",
+    )
 
 
 NO_COLUMN = ""  # --cell-type-key none (and the like): leave the annotation out
@@ -204,6 +211,7 @@ class CohortInputs:
     batch_key: str | None = None
     counts_layer: str | None = None
     round_counts: bool = False
+    on_disk: bool = False
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> CohortInputs:
@@ -618,7 +626,15 @@ def protein_classes(args: argparse.Namespace) -> list[str]:
 
 CELL_FILES = (".h5mu", ".h5ad")
 DONOR_FILE_OPTIONS = ("genotypes", "kinship", "covariates")
-CELL_OPTIONS = ("donor_key", "cell_type_key", "subtype_key", "batch_key", "counts_layer", "round_counts")
+CELL_OPTIONS = (
+    "donor_key",
+    "cell_type_key",
+    "subtype_key",
+    "batch_key",
+    "counts_layer",
+    "round_counts",
+    "on_disk",
+)
 
 
 def cohort_of(args: argparse.Namespace) -> Cohort:
@@ -666,6 +682,7 @@ def load_cohort(dataset: str, *, preset: str, donors: str, inputs: CohortInputs 
             kinship=inputs.kinship,
             covariates=inputs.covariates,
             donors=donors,
+            on_disk=inputs.on_disk or None,
             **inputs.cohort_kwargs(),
         )
     if is_folder:
@@ -677,7 +694,7 @@ def load_cohort(dataset: str, *, preset: str, donors: str, inputs: CohortInputs 
                 f"{', '.join(file_options)} apply to --dataset FILE.h5mu|FILE.h5ad; a cohort folder holds "
                 "its own (genotypes.bed/.bim/.fam, kinship.tsv, donor_covariates.tsv)"
             )
-        return Cohort.read(path, donors=donors, **inputs.cohort_kwargs())
+        return Cohort.read(path, donors=donors, on_disk=inputs.on_disk or None, **inputs.cohort_kwargs())
     if "/" in dataset or "\\" in dataset or path.suffix:
         raise FileNotFoundError(
             f"no cohort folder {path}; --dataset takes a folder with cohort.h5mu + "

@@ -84,8 +84,14 @@ class ModelSpec:
         return safe_name(self.label if self.label is not None else self.raw.replace("=", "-"))
 
     def prepare(self, cohort: Cohort, *, preset: str, seed: int) -> FamilyEntry:
-        """Build the effective config (bad overrides raise); skip a family whose modality is missing."""
+        """Build the effective config (bad overrides raise); skip a family whose modality is missing.
+
+        Counts on disk are streamed in block-shuffled minibatches: ``shuffle="blocks"`` unless the spec
+        sets ``shuffle`` itself (``shuffle=cells`` then fails at fit, naming the fix).
+        """
         config = build_config(self, preset, seed=seed)
+        if cohort.on_disk and "shuffle" not in dict(self.overrides):
+            config = dataclasses.replace(config, shuffle="blocks")
         missing = [m for m in model_class(self.family).modalities if m not in cohort.modalities]
         reason = (
             f"{self.family} needs modality {missing[0]!r}, which cohort {cohort.name!r} lacks"

@@ -27,6 +27,10 @@ class PCASpec:
     name: str = "pca"
 
     def prepare(self, cohort: Cohort, *, preset: str, seed: int) -> PCAEntry:
+        if cohort.on_disk:  # PCA here scales the dense log-normalised counts of every cell
+            return PCAEntry(
+                self, "pca needs the counts in memory, and this cohort's stay on disk: drop --on-disk"
+            )
         return PCAEntry(self)
 
 

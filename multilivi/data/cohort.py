@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from multilivi.data.genetics import Genotypes, few_names, kinship_from_genotypes
+from multilivi.data.ondisk import DiskCounts, is_disk_counts
 from multilivi.data.truth import Truth
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,12 @@ class Cohort:
         layer}``); None: ``X`` holds them.
     round_counts
         Round float counts within 1e-4 of integers (e.g. after a CSV or R round trip; logged).
+
+    Counts may stay on disk: a MuData whose modalities hold anndata's backed CSR datasets in ``X``
+    (:func:`multilivi.data.io.read_cohort` with ``on_disk=True``). They are validated in one streamed
+    pass, never loaded; :meth:`counts` then refuses and :meth:`disk_counts` reads them by row ranges.
+    Conversions that would copy them (layers, rounding, splitting by feature type, dropping cells of
+    ungenotyped donors, reordering a modality's cells) are refused with the fix.
     """
 
     def __init__(
@@ -119,15 +126,23 @@ class Cohort:
     ) -> None:
         from multilivi.data.scverse import cohort_mudata  # it builds on this module's names
 
+        on_disk = _holds_disk_counts(mdata)
+        if on_disk and (round_counts or counts_layer is not None):
+            raise ValueError(_ON_DISK_COPY.format(what="rounding them or reading them from a layer"))
+        given = mdata
         mdata = cohort_mudata(mdata, counts_layer=counts_layer, round_counts=round_counts)
+        if on_disk and mdata is not given:
+            raise ValueError(_ON_DISK_COPY.format(what="converting the cells' layout (feature-type splits)"))
         if donors not in ("strict", "intersect"):
             raise ValueError(f"donors must be 'strict' or 'intersect', got {donors!r}")
         modalities = _canonical_modalities(mdata)
-        modalities = _aligned_modalities(modalities)
+        modalities = _aligned_modalities(modalities, on_disk=on_disk)
         obs = _canonical_obs(mdata, modalities[RNA], keys)
         if genotypes is not None:
             keep = _match_donors(obs["donor"], genotypes.donors, donors)
             if keep is not None:
+                if on_disk:
+                    raise ValueError(_ON_DISK_COPY.format(what="dropping the cells of ungenotyped donors"))
                 obs = obs.loc[keep].apply(lambda column: column.cat.remove_unused_categories())
                 modalities = {m: a[keep].copy() for m, a in modalities.items()}
         for modality, adata in modalities.items():
@@ -178,13 +193,47 @@ class Cohort:
         """Array of shape (n_cells,): position of each cell's donor in ``donor_names``."""
         return self.donor_names.get_indexer(self.obs["donor"]).astype(np.int64)
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether the counts stay on disk (read by row ranges, :meth:`disk_counts`) rather than in memory."""
+        return any(is_disk_counts(self.mdata[m].X) for m in self.modalities)
+
     def counts(self, modality: str = RNA) -> sp.csr_matrix:
-        """Raw counts of a modality as a float32 CSR matrix of shape (n_cells, n_features)."""
+        """Raw counts of a modality as a float32 CSR matrix of shape (n_cells, n_features).
+
+        Raises a ``ValueError`` for a cohort whose counts stay on disk (:attr:`on_disk`).
+        """
+        self._check_modality(modality)
+        if self.on_disk:
+            raise ValueError(
+                f"the counts of cohort {self.name!r} stay on disk (read with on_disk=True or --on-disk, or "
+                "automatically for large counts), and this step needs them in memory: read the cohort with "
+                "on_disk=False (drop --on-disk), or use a step that streams them (the model families do)"
+            )
+        return sp.csr_matrix(self.mdata[modality].X, dtype=np.float32)
+
+    def disk_counts(self, modality: str = RNA) -> DiskCounts:
+        """The on-disk counts of a modality, read by row ranges (a cohort with :attr:`on_disk`)."""
+        self._check_modality(modality)
+        if not self.on_disk:
+            raise ValueError(f"the counts of cohort {self.name!r} are in memory: use counts({modality!r})")
+        return self._disk[modality]
+
+    def library_sizes(self, modality: str = RNA) -> np.ndarray:
+        """Array (n_cells,) float32 of total counts per cell (streamed from disk when :attr:`on_disk`)."""
+        if self.on_disk:
+            return self.disk_counts(modality).sums()[0]
+        return np.asarray(self.counts(modality).sum(axis=1), dtype=np.float32).ravel()
+
+    @cached_property
+    def _disk(self) -> dict[str, DiskCounts]:
+        return {m: DiskCounts(self.mdata[m].X) for m in self.modalities}
+
+    def _check_modality(self, modality: str) -> None:
         if modality not in self.mdata.mod:
             raise KeyError(
                 f"cohort {self.name!r} has no modality {modality!r}; it has {list(self.modalities)}"
             )
-        return sp.csr_matrix(self.mdata[modality].X, dtype=np.float32)
 
     def feature_names(self, modality: str = RNA) -> pd.Index:
         return self.mdata[modality].var_names
@@ -212,9 +261,12 @@ class Cohort:
         """Short content hash of counts, cell and donor names, features and genotypes (cache key)."""
         h = hashlib.sha256()
         for modality in self.modalities:
-            x = self.counts(modality)
-            for part in (x.indptr, x.indices, x.data):
-                h.update(np.ascontiguousarray(part).tobytes())
+            if self.on_disk:
+                self.disk_counts(modality).update_hash(h)  # the same bytes, streamed
+            else:
+                x = self.counts(modality)
+                for part in (x.indptr, x.indices, x.data):
+                    h.update(np.ascontiguousarray(part).tobytes())
             h.update("\n".join(self.feature_names(modality)).encode())
         h.update("\n".join(self.cell_names).encode())
         h.update("\n".join(self.obs["donor"].astype(str)).encode())
@@ -242,10 +294,10 @@ class Cohort:
         """Human-readable multi-line description."""
         lines = [f"Cohort {self.name!r}: {self.n_cells:,} cells from {self.n_donors} donors"]
         for modality in self.modalities:
-            x = self.counts(modality)
             lines.append(
                 f"  {modality}: {self.n_features(modality):,} features, "
-                f"median {np.median(np.asarray(x.sum(axis=1)).ravel()):,.0f} counts/cell"
+                f"median {np.median(self.library_sizes(modality)):,.0f} counts/cell"
+                + (" (on disk)" if self.on_disk else "")
             )
         for column in LABELS:
             if column in self.obs.columns:
@@ -360,7 +412,19 @@ def _integral_floats_as_ints(values: pd.Series) -> pd.Series:
     return values
 
 
-def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnData]:
+def _holds_disk_counts(data: md.MuData | ad.AnnData) -> bool:
+    parts = data.mod.values() if isinstance(data, md.MuData) else [data]
+    return any(is_disk_counts(a.X) for a in parts)
+
+
+_ON_DISK_COPY = (
+    "the counts stay on disk, and {what} would copy them into memory; prepare the cells in memory once "
+    "and write them (Cohort(...).write(folder)), then read that folder on disk, or read into memory "
+    "(on_disk=False, no --on-disk)"
+)
+
+
+def _aligned_modalities(modalities: dict[str, ad.AnnData], *, on_disk: bool) -> dict[str, ad.AnnData]:
     rna = modalities[RNA]
     aligned = {RNA: rna}
     for modality, adata in modalities.items():
@@ -376,6 +440,10 @@ def _aligned_modalities(modalities: dict[str, ad.AnnData]) -> dict[str, ad.AnnDa
                     f"({few_names(only_other)}); "
                     "subset both to their common cells (mudata.MuData.intersect_obs())"
                 )
+            if on_disk:
+                raise ValueError(
+                    _ON_DISK_COPY.format(what=f"putting the {modality!r} cells in the rna order")
+                )
             adata = adata[rna.obs_names]
         aligned[modality] = adata
     return aligned
@@ -385,50 +453,81 @@ def _check_counts(modality: str, adata: ad.AnnData) -> None:
     x = adata.X
     if x is None:
         raise ValueError(f"modality {modality!r} has no count matrix in .X; put the raw counts layer in .X")
-    values = (x.data if sp.issparse(x) else np.asarray(x)).reshape(-1)
-    if not np.issubdtype(values.dtype, np.number):
-        raise ValueError(f"counts of {modality!r} are not numeric (dtype {values.dtype})")
-    n_not_finite = sum(part.size - np.count_nonzero(np.isfinite(part)) for part in _chunks(values))
-    if n_not_finite:
+    disk = DiskCounts(x) if is_disk_counts(x) else None
+    if disk is None:
+        values = (x.data if sp.issparse(x) else np.asarray(x)).reshape(-1)
+        dtype, parts = values.dtype, _chunks(values)
+    else:
+        dtype, parts = disk.dtype, disk.value_chunks(CHECK_CHUNK)  # streamed from the file
+    if not np.issubdtype(dtype, np.number):
+        raise ValueError(f"counts of {modality!r} are not numeric (dtype {dtype})")
+    summary = _ValueSummary.of(parts)
+    if summary.n_not_finite:
         raise ValueError(
-            f"counts of {modality!r} contain {n_not_finite} NaN or infinite values; "
+            f"counts of {modality!r} contain {summary.n_not_finite} NaN or infinite values; "
             "multilivi needs raw integer counts"
         )
-    lowest = min((part.min() for part in _chunks(values)), default=0)
-    if lowest < 0:
+    if summary.lowest < 0:
         raise ValueError(
-            f"counts of {modality!r} contain negative values (min {lowest}); pass raw counts, "
+            f"counts of {modality!r} contain negative values (min {summary.lowest}); pass raw counts, "
             f"not scaled or log-normalised data{_layer_hint(adata)}"
         )
-    deviation = max((float(np.max(np.abs(part - np.round(part)))) for part in _chunks(values)), default=0.0)
+    deviation = summary.deviation
     if deviation > 0:
         if deviation <= NEAR_INTEGER:
             raise ValueError(
                 f"counts of {modality!r} are floats within {deviation:.2g} of integers (max deviation; e.g. "
                 "a CSV or R round trip): round them with --round-counts (Python: round_counts=True)"
             )
-        example = next(
-            part[part != np.round(part)][0] for part in _chunks(values) if (part != np.round(part)).any()
-        )
         raise ValueError(
-            f"counts of {modality!r} are not integers (e.g. {example}); "
+            f"counts of {modality!r} are not integers (e.g. {summary.example}); "
             f"pass raw counts (often adata.layers['counts']), not normalised data (max deviation from an "
             f"integer {deviation:.2g}){_layer_hint(adata)}"
         )
-    per_cell = np.asarray(x.sum(axis=1)).ravel()
+    if disk is None:
+        per_cell, per_feature = np.asarray(x.sum(axis=1)).ravel(), np.asarray(x.sum(axis=0)).ravel()
+    else:
+        per_cell, per_feature = disk.sums()
     empty = np.flatnonzero(per_cell == 0)
     if empty.size:
         raise ValueError(
             f"{empty.size} cells have zero {modality} counts ({few_names(adata.obs_names[empty])}); "
             "remove empty cells before building the cohort"
         )
-    per_feature = np.asarray(x.sum(axis=0)).ravel()
     silent = np.flatnonzero(per_feature == 0)
     if silent.size:
         raise ValueError(
             f"{silent.size} {modality} features have zero counts in every cell "
             f"({few_names(adata.var_names[silent])}); drop them (e.g. adata[:, adata.X.sum(0) > 0])"
         )
+
+
+@dataclass
+class _ValueSummary:
+    """What the count checks need of the stored values, gathered in one pass over their chunks."""
+
+    n_not_finite: int = 0
+    lowest: float = 0.0
+    deviation: float = 0.0  # largest distance of a finite value from an integer
+    example: float | None = None  # the first value that is not an integer
+
+    @classmethod
+    def of(cls, parts: Iterator[np.ndarray]) -> _ValueSummary:
+        out, lowest = cls(), None
+        for part in parts:
+            if not part.size:
+                continue
+            out.n_not_finite += part.size - int(np.count_nonzero(np.isfinite(part)))
+            if out.n_not_finite:
+                continue  # the first check refuses them: only their number is needed
+            low = part.min()
+            lowest = low if lowest is None else min(lowest, low)
+            off = np.abs(part - np.round(part))
+            out.deviation = max(out.deviation, float(off.max()))
+            if out.example is None and out.deviation > 0:
+                out.example = part[off > 0][0]
+        out.lowest = 0 if lowest is None else lowest
+        return out
 
 
 def _chunks(values: np.ndarray, size: int = CHECK_CHUNK) -> Iterator[np.ndarray]:

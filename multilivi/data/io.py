@@ -27,6 +27,7 @@ from multilivi.data.genotype_io import (
     write_genotypes,
     write_plink,
 )
+from multilivi.data.ondisk import ON_DISK_BYTES, stored_bytes
 from multilivi.data.truth import Truth
 
 __all__ = [
@@ -55,9 +56,12 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     """Write ``cohort`` to ``directory`` (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    mdata = without_index_names(cohort.mdata.copy())
-    mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
-    atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
+    if cohort.on_disk:
+        atomic_write(directory / COHORT_FILE, lambda tmp: _write_streamed(cohort, tmp))
+    else:
+        mdata = without_index_names(cohort.mdata.copy())
+        mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
+        atomic_write(directory / COHORT_FILE, lambda tmp: mdata.write(tmp))
     if cohort.genotypes is not None:
         write_genotypes(cohort.genotypes, directory / GENOTYPES_PREFIX)
     if cohort.kinship_given:
@@ -69,9 +73,30 @@ def write_cohort(cohort: Cohort, directory: str | Path) -> Path:
     return directory
 
 
-def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
+def _write_streamed(cohort: Cohort, path: Path) -> None:
+    """Write an on-disk cohort's .h5mu: its annotations by mudata, each modality's counts copied from the
+    file they are read from by HDF5 (chunk by chunk, never in memory).
+    """
+    modalities = {
+        m: ad.AnnData(obs=a.obs, var=a.var, obsm=dict(a.obsm), varm=dict(a.varm), uns=dict(a.uns))
+        for m, a in cohort.mdata.mod.items()
+    }
+    mdata = new_mudata(modalities)
+    mdata.obs = cohort.obs.copy()
+    mdata.uns["multilivi"] = {"name": cohort.name, "genetics": cohort.genetics}
+    without_index_names(mdata).write(path)
+    with h5py.File(path, "r+") as f:
+        for m in cohort.modalities:
+            source = cohort.disk_counts(m).dataset.group
+            del f["mod"][m]["X"]  # anndata's empty placeholder of an AnnData without X
+            source.file.copy(source, f["mod"][m], name="X")
+
+
+def read_cohort(directory: str | Path, *, on_disk: bool | None = None, **cohort_kwargs) -> Cohort:
     """Read a cohort written by :func:`write_cohort` (or assembled by hand in the same layout).
 
+    ``on_disk``: keep the counts in the file and stream them (True), read them into memory (False), or
+    decide by their stored size (None: on disk above :data:`~multilivi.data.ondisk.ON_DISK_BYTES`).
     ``cohort_kwargs`` go to :class:`Cohort` (e.g. ``keys=ObsKeys(donor="individual")`` for a
     hand-made ``cohort.h5mu``, ``donors="intersect"``).
     """
@@ -91,7 +116,7 @@ def read_cohort(directory: str | Path, **cohort_kwargs) -> Cohort:
     if not path.exists():
         raise FileNotFoundError(f"no {COHORT_FILE} in {directory}; {layout}")
     try:
-        mdata = read_h5mu(path)
+        mdata = read_h5mu(path, on_disk=counts_on_disk(path, on_disk))
     except (OSError, KeyError, TypeError) as exc:  # h5py: truncated or not HDF5; mudata: not a MuData layout
         raise ValueError(
             f"{path} cannot be read as a MuData .h5mu file ({exc}); it may be truncated or another format: "
@@ -123,6 +148,7 @@ def read_cohort_file(
     genotypes: str | Path | None = None,
     kinship: str | Path | None = None,
     covariates: str | Path | None = None,
+    on_disk: bool | None = None,
     **cohort_kwargs,
 ) -> Cohort:
     """A cohort from one ``.h5mu`` or ``.h5ad`` file of cells, with optional donor files beside it.
@@ -137,12 +163,15 @@ def read_cohort_file(
     kinship, covariates
         Donors x donors kinship (.tsv/.csv with the donor ids in the first column, or plink2's
         ``--make-rel square`` .rel with its .rel.id) and donors x covariates (.tsv/.csv).
+    on_disk
+        Keep the counts of a ``.h5mu`` in the file and stream them (True), read them (False), or decide
+        by their stored size (None, see :func:`counts_on_disk`); a ``.h5ad`` is always read.
     cohort_kwargs
         Go to :class:`Cohort` (``keys=``, ``counts_layer=``, ``round_counts=``, ``donors=``...); the name
         defaults to the file's stem.
     """
     path = Path(path)
-    cells = read_cells(path)
+    cells = read_cells(path, on_disk=on_disk)
     tables = {} if covariates is None else {"donor_covariates": read_table(covariates)}
     if kinship is not None:
         tables["kinship"] = read_kinship(kinship)
@@ -151,11 +180,12 @@ def read_cohort_file(
     return Cohort(cells, genotypes=donor_genotypes, **tables, **cohort_kwargs)
 
 
-def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
+def read_cells(path: str | Path, *, on_disk: bool | None = False) -> ad.AnnData | md.MuData:
     """The cells of one ``.h5ad`` (an AnnData) or ``.h5mu`` (a MuData) file, as written.
 
-    Raises a ``FileNotFoundError`` for a missing file and a ``ValueError`` for another suffix or a
-    file that is not readable as its suffix says.
+    ``on_disk`` as in :func:`read_cohort_file` (a ``.h5mu``'s counts may stay in the file).
+    Raises a ``FileNotFoundError`` for a missing file and a ``ValueError`` for another suffix, a
+    file that is not readable as its suffix says, or ``on_disk=True`` for a ``.h5ad``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -165,9 +195,14 @@ def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
         )
     if not path.is_file():
         raise FileNotFoundError(f"no file {path}")
+    if on_disk and suffix == ".h5ad":
+        raise ValueError(
+            f"{path}: counts stay on disk only from a .h5mu file or a cohort folder; convert it once "
+            "(mudata.MuData({'rna': adata}).write('cells.h5mu')), or read it into memory (no --on-disk)"
+        )
     try:
         if suffix == ".h5mu":
-            cells = read_h5mu(path)
+            cells = read_h5mu(path, on_disk=counts_on_disk(path, on_disk))
             cells.uns.pop("multilivi", None)
             return cells
         with warnings.catch_warnings():  # a gene and an antibody may share a name until split by type
@@ -180,13 +215,16 @@ def read_cells(path: str | Path) -> ad.AnnData | md.MuData:
         ) from exc
 
 
-def read_h5mu(path: Path) -> md.MuData:
+def read_h5mu(path: Path, *, on_disk: bool = False) -> md.MuData:
     """Read a .h5mu file modality by modality, then its global obs and uns.
 
     ``mudata.read_h5mu`` joins the modalities' obs on update, and that join fails on files whose
     obs or var indexes are named (as the simulator's, ``cell``/``gene``, were) under
     ``pull_on_update=False``, and on duplicated cell names under the legacy pull. The Cohort sets its
     own obs, so the modalities are read as they are and the global annotations attached afterwards.
+
+    With ``on_disk``, each modality's ``X`` stays in the file as anndata's backed CSR dataset (the
+    file stays open, read-only) and its layers are not read; obs, var, obsm, varm and uns are read.
     """
     with h5py.File(path, "r") as f:
         if "mod" not in f:
@@ -194,13 +232,54 @@ def read_h5mu(path: Path) -> md.MuData:
         names = [str(m) for m in f["mod"].attrs.get("mod-order", list(f["mod"].keys()))]
         obs = read_elem(f["obs"]) if "obs" in f else pd.DataFrame()
         uns = read_elem(f["uns"]) if "uns" in f else {}
-    modalities = {name: without_index_names(md.read_h5ad(path, name)) for name in names}
+    if on_disk:
+        handle = h5py.File(path, "r")  # kept open by the datasets that read from it
+        modalities = {name: without_index_names(_backed_modality(handle, name)) for name in names}
+    else:
+        modalities = {name: without_index_names(md.read_h5ad(path, name)) for name in names}
     mdata = new_mudata(modalities)
     if len(obs.columns):
         obs.index.name = None
         mdata.obs = obs.reindex(mdata.obs_names) if obs.index.is_unique else obs
     mdata.uns.update(uns)
     return mdata
+
+
+def counts_on_disk(path: Path, on_disk: bool | None) -> bool:
+    """Whether the counts of the .h5mu ``path`` stay on disk: ``on_disk``, or (None) whether they are
+    stored in more than :data:`~multilivi.data.ondisk.ON_DISK_BYTES`; logs the path taken.
+    """
+    with h5py.File(path, "r") as f:
+        mods = f.get("mod", {})
+        size = sum(stored_bytes(mods[m]["X"]) for m in mods if "X" in mods[m])
+    chosen = size > ON_DISK_BYTES if on_disk is None else on_disk
+    why = (
+        "asked" if on_disk is not None else f"{'above' if chosen else 'within'} {ON_DISK_BYTES / 2**30:g} GiB"
+    )
+    logger.info(
+        "%s: counts (%.2f GiB stored) %s (%s)",
+        path,
+        size / 2**30,
+        "stay on disk, streamed in row blocks" if chosen else "read into memory",
+        why,
+    )
+    return chosen
+
+
+def _backed_modality(f: h5py.File, name: str) -> ad.AnnData:
+    """Modality ``name`` of an open .h5mu with its ``X`` left on disk (anndata's backed CSR dataset)."""
+    group = f["mod"][name]
+    x = group.get("X")
+    encoding = None if x is None else x.attrs.get("encoding-type")
+    if encoding != "csr_matrix":
+        raise ValueError(
+            f"{f.filename}: the {name!r} counts are {encoding or 'absent'} in X, but counts stay on disk "
+            "only as a CSR matrix (rows = cells); write them as scipy.sparse.csr_matrix (Cohort.write does), "
+            "or "
+            "read them into memory (on_disk=False, no --on-disk)"
+        )
+    parts = {key: read_elem(group[key]) for key in ("obs", "var", "obsm", "varm", "uns") if key in group}
+    return ad.AnnData(X=ad.io.sparse_dataset(x), **parts)
 
 
 def without_index_names(data: md.MuData | ad.AnnData) -> md.MuData | ad.AnnData:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from multilivi.data.cohort import PROT, RNA, Cohort
 from multilivi.data.genetics import few_names
 from multilivi.models.components import Encoder, assignment_penalty
+from multilivi.models.streaming import StreamedBatches
 from multilivi.models.train import Batch, CellBatches, Stage, TrainConfig, fit_module, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -328,6 +329,12 @@ class ModelBase:
         """
         config = self._checked_config(config) if config is not None else self.config
         self._check_modalities(cohort)
+        if cohort.on_disk and config.shuffle != "blocks":
+            raise ValueError(
+                f"the counts of cohort {cohort.name!r} stay on disk and are streamed in row blocks: train "
+                "with shuffle='blocks' (block-shuffled minibatches, multilivi.models.streaming), not "
+                f"{config.shuffle!r}, or read the cohort into memory (on_disk=False)"
+            )
         rows = _positions(cohort, train_idx, "train_idx")
         _check_every_donor_trains(cohort, rows)
         device = resolve_device(config.device)
@@ -335,8 +342,16 @@ class ModelBase:
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(config.seed)
             module = self._build_module(config, n_features, cohort.n_donors).to(device)
-        data = CellBatches({m: cohort.counts(m) for m in self.modalities}, cohort.donor_index[rows], rows)
-        logger.info("fitting %s on %d cells, %d donors, %s", self.family, len(rows), cohort.n_donors, device)
+        data = _cell_batches(cohort, self.modalities, cohort.donor_index[rows], rows)
+        logger.info(
+            "fitting %s on %d cells, %d donors, %s; counts %s, %s minibatches",
+            self.family,
+            len(rows),
+            cohort.n_donors,
+            device,
+            "streamed from disk" if cohort.on_disk else "in memory",
+            "block-shuffled" if config.shuffle == "blocks" else "randomly permuted",
+        )
         start = time.perf_counter()
         history = fit_module(module, data, config, device)
         self.fit_seconds_ = time.perf_counter() - start
@@ -361,8 +376,13 @@ class ModelBase:
             View name → array (n_idx, n_dims); keys per family (see the family's docstring).
         """
         data = self._cells(cohort, idx)
-        parts = [self.module_.posterior_means(b) for b in data.in_order(EVAL_BATCH, self.device_)]
-        return {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in parts[0]}
+        out: dict[str, np.ndarray] = {}
+        for cells, batch in data.in_order(EVAL_BATCH, self.device_):
+            for key, value in self.module_.posterior_means(batch).items():
+                if key not in out:
+                    out[key] = np.empty((data.n_cells, value.shape[1]), dtype=np.float32)
+                out[key][cells] = value.cpu().numpy()
+        return out
 
     @torch.no_grad()
     def reconstruction_nll(self, cohort: Cohort, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -374,10 +394,12 @@ class ModelBase:
             Modality → array (n_idx,). For ``protein_likelihood="nbmix"`` the mixture NLL.
         """
         data = self._cells(cohort, idx)
-        parts = [self.module_.log_prob_at_mean(b) for b in data.in_order(EVAL_BATCH, self.device_)]
-        return {
-            m: -torch.cat([p[m] for p in parts]).cpu().numpy().astype(np.float64) for m in self.modalities
-        }
+        out = {m: np.empty(data.n_cells, dtype=np.float64) for m in self.modalities}
+        for cells, batch in data.in_order(EVAL_BATCH, self.device_):
+            log_prob = self.module_.log_prob_at_mean(batch)
+            for m in self.modalities:
+                out[m][cells] = -log_prob[m].cpu().numpy().astype(np.float64)
+        return out
 
     @torch.no_grad()
     def negative_elbo(self, cohort: Cohort, idx: np.ndarray | None = None, *, seed: int = 0) -> float:
@@ -389,7 +411,7 @@ class ModelBase:
         data = self._cells(cohort, idx)
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         total = 0.0
-        for batch in data.in_order(EVAL_BATCH, self.device_):
+        for _, batch in data.in_order(EVAL_BATCH, self.device_):
             out = self.module_.loss(batch, generator)
             kl = [v for k, v in out.regularisers.items() if k == "kl" or k.startswith("kl_")]
             total += float(sum(out.reconstruction.values()) + sum(kl)) * len(batch["donor"])
@@ -486,7 +508,7 @@ class ModelBase:
         if not hasattr(self, "module_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call .fit(cohort, train_idx) first")
 
-    def _cells(self, cohort: Cohort, idx: np.ndarray | None) -> CellBatches:
+    def _cells(self, cohort: Cohort, idx: np.ndarray | None) -> CellBatches | StreamedBatches:
         """Check ``cohort`` against the training names and return its cells ``idx`` (all when None)."""
         self._check_fitted()
         self._check_modalities(cohort)
@@ -495,7 +517,16 @@ class ModelBase:
         _same_names("donors", self.donor_names_, cohort.donor_names, ordered=False)
         rows = np.arange(cohort.n_cells) if idx is None else _positions(cohort, idx, "idx")
         donor = self.donor_names_.get_indexer(cohort.donor_names)[cohort.donor_index[rows]]
-        return CellBatches({m: cohort.counts(m) for m in self.modalities}, donor, rows)
+        return _cell_batches(cohort, self.modalities, donor, rows)
+
+
+def _cell_batches(
+    cohort: Cohort, modalities: tuple[str, ...], donor: np.ndarray, rows: np.ndarray
+) -> CellBatches | StreamedBatches:
+    """The cells ``rows`` (n,) with donor positions ``donor`` (n,): streamed when the counts stay on disk."""
+    if cohort.on_disk:
+        return StreamedBatches({m: cohort.disk_counts(m) for m in modalities}, donor, rows)
+    return CellBatches({m: cohort.counts(m) for m in modalities}, donor, rows)
 
 
 def _positions(cohort: Cohort, idx: np.ndarray, name: str) -> np.ndarray:

@@ -22,6 +22,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from multilivi.models.streaming import StreamedBatches, block_minibatches
+
 if TYPE_CHECKING:
     from multilivi.models.base import LatentModule
 
@@ -44,6 +46,9 @@ class TrainConfig:
     lr: float = 8e-4  # Adam learning rate, one for every parameter
     batch_size: int = 1024  # cells per minibatch (the last, short batch is spread over the others)
     seed: int = 0  # seeds initialisation, minibatch order and the reparameterisation noise
+    # minibatch order: "cells" = a random permutation of the cells each epoch; "blocks" = block-shuffled
+    # (multilivi.models.streaming), the order counts on disk are streamed in, the same in memory
+    shuffle: Literal["cells", "blocks"] = "cells"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": cuda when available, else cpu
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
@@ -61,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.shuffle not in ("cells", "blocks"):
+            raise ValueError(f"shuffle must be 'cells' or 'blocks', got {self.shuffle!r}")
 
 
 def stage_at(epoch: int, config: TrainConfig) -> Stage:
@@ -164,10 +171,27 @@ class CellBatches:
             "donor": torch.from_numpy(self.donor[rows]).to(device),
         }
 
-    def in_order(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
-        """All cells in their stored order, ``batch_size`` at a time (for evaluation)."""
+    def epoch(
+        self, batch_size: int, rng: np.random.Generator, device: torch.device, shuffle: str = "cells"
+    ) -> Iterator[Batch]:
+        """One epoch of minibatches: a random permutation (``"cells"``) or block-shuffled (``"blocks"``)."""
+        if shuffle == "cells":
+            order = minibatches(self.n_cells, batch_size, rng)
+        else:
+            stored = (
+                np.arange(self.n_cells)
+                if self.positions is None
+                else np.argsort(self.positions, kind="stable")
+            )
+            order = block_minibatches(stored, batch_size, rng)
+        for rows in order:
+            yield self.batch(rows, device)
+
+    def in_order(self, batch_size: int, device: torch.device) -> Iterator[tuple[np.ndarray, Batch]]:
+        """``(positions, batch)``: every cell in the served order, ``batch_size`` at a time (evaluation)."""
         for start in range(0, self.n_cells, batch_size):
-            yield self.batch(np.arange(start, min(start + batch_size, self.n_cells)), device)
+            rows = np.arange(start, min(start + batch_size, self.n_cells))
+            yield rows, self.batch(rows, device)
 
 
 def minibatches(n_cells: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -177,7 +201,7 @@ def minibatches(n_cells: int, batch_size: int, rng: np.random.Generator) -> list
 
 
 def fit_module(
-    module: LatentModule, data: CellBatches, config: TrainConfig, device: torch.device
+    module: LatentModule, data: CellBatches | StreamedBatches, config: TrainConfig, device: torch.device
 ) -> list[dict[str, float]]:
     """Train ``module`` in place on ``data`` with Adam through both stages.
 
@@ -186,7 +210,7 @@ def fit_module(
     module
         A model's torch module, already on ``device``.
     data
-        The training cells.
+        The training cells, in memory or streamed from disk; served in ``config.shuffle``'s order.
     config
         Schedule, learning rate, batch size and seed.
     device
@@ -222,8 +246,8 @@ def fit_module(
             logger.info("epoch %d: entering stage %d (%s)", epoch, int(stage), stage.name.lower())
         module.train()
         sums: dict[str, float] = {}
-        for rows in minibatches(data.n_cells, config.batch_size, rng):
-            out = module.loss(data.batch(rows, device), generator)
+        for batch in data.epoch(config.batch_size, rng, device, config.shuffle):
+            out = module.loss(batch, generator)
             terms = out.terms
             names = list(terms)
             values = torch.stack([terms[k].detach() for k in names]).tolist()
@@ -233,7 +257,7 @@ def fit_module(
                         f"loss term {name!r} became {value} at epoch {epoch} (stage {int(stage)}); "
                         "lower lr, or check the counts for extreme library sizes"
                     )
-                sums[name] = sums.get(name, 0.0) + value * len(rows)
+                sums[name] = sums.get(name, 0.0) + value * len(batch["donor"])
             optimiser.zero_grad(set_to_none=True)
             out.total.backward()
             optimiser.step()

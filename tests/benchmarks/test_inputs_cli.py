@@ -17,6 +17,7 @@ from cohort_factories import make_genotypes, make_mdata
 from benchmarks import compare, gate
 from multilivi.data import Cohort
 from multilivi.data.io import write_plink
+from multilivi.data.ondisk import ON_DISK_BYTES
 from multilivi.eval import scan_chunks
 from multilivi.eval.outputs import DEFAULT_FDR, EvalContext, ModelOutputs
 from multilivi.eval.task_runner import Task, TaskResult, run_tasks
@@ -102,6 +103,7 @@ def test_every_requested_model_skipped_exits_non_zero_naming_why(tmp_path, capsy
 def test_the_defaults_written_in_the_cli_are_those_of_their_modules():
     assert compare.DEFAULT_FDR == DEFAULT_FDR and parsed().fdr == DEFAULT_FDR
     assert compare.SCHEDULER_ENV == scan_chunks.SCHEDULER_ENV
+    assert compare.ON_DISK_GIB * 2**30 == ON_DISK_BYTES
     assert (compare.FIRST_BASELINE_SEED, compare.N_BASELINE_SEEDS, compare.MIN_BASELINE_SEEDS) == (
         gate.FIRST_BASELINE_SEED,
         gate.N_BASELINE_SEEDS,
@@ -175,3 +177,15 @@ def test_the_h5mu_of_a_cohort_folder_read_as_a_file_warns_of_the_genotypes_besid
     cohort = compare.cohort_of(parsed("--dataset", str(tmp_path / "c" / "cohort.h5mu")))
     assert cohort.genotypes is None
     assert any("genotypes.bed lies beside it" in r.getMessage() for r in caplog.records)
+
+
+def test_on_disk_reads_a_folder_or_h5mu_with_its_counts_on_disk_and_is_refused_for_simulations(
+    tmp_path, capsys
+):
+    mdata = make_mdata(n_cells=48, n_genes=10, n_proteins=None, n_donors=4)
+    Cohort(mdata).write(tmp_path / "c")
+    for dataset in (tmp_path / "c", tmp_path / "c" / "cohort.h5mu"):
+        assert compare.cohort_of(parsed("--dataset", str(dataset), "--on-disk")).on_disk
+        assert not compare.cohort_of(parsed("--dataset", str(dataset))).on_disk  # small: in memory
+    assert compare.main(["--dataset", "sim-ci", "--on-disk"]) == 2
+    assert "--on-disk apply to a cohort file or folder" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def test_negative_elbo_is_nll_plus_kl_of_the_seeded_draw():
     generator = torch.Generator().manual_seed(7)
     total = 0.0
     with torch.no_grad():
-        for batch in data.in_order(EVAL_BATCH, torch.device("cpu")):
+        for _, batch in data.in_order(EVAL_BATCH, torch.device("cpu")):
             mu, logvar = model.module_._encode(batch)
             z = sample(mu, logvar, generator)
             nll = -model.module_._log_probs(batch, z)["rna"]

@@ -108,7 +108,7 @@ def test_cell_batches_serve_a_subset_in_place(
     copied = CellBatches({"rna": x[subset]}, ci_cohort.donor_index[subset])
     assert data.n_cells == 300 and np.shares_memory(data.counts["rna"].data, x.data)  # no copy of the counts
     cpu = torch.device("cpu")
-    for ours, theirs in zip(data.in_order(64, cpu), copied.in_order(64, cpu)):
+    for (_, ours), (_, theirs) in zip(data.in_order(64, cpu), copied.in_order(64, cpu)):
         np.testing.assert_array_equal(ours["x"]["rna"].numpy(), theirs["x"]["rna"].numpy())
         np.testing.assert_array_equal(ours["library"]["rna"].numpy(), theirs["library"]["rna"].numpy())
         np.testing.assert_array_equal(ours["donor"].numpy(), theirs["donor"].numpy())
