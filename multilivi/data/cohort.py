@@ -413,8 +413,9 @@ def _integral_floats_as_ints(values: pd.Series) -> pd.Series:
 
 
 def _holds_disk_counts(data: md.MuData | ad.AnnData) -> bool:
+    """Whether any modality's X is an on-disk sparse dataset (False for what is not AnnData/MuData)."""
     parts = data.mod.values() if isinstance(data, md.MuData) else [data]
-    return any(is_disk_counts(a.X) for a in parts)
+    return any(isinstance(a, ad.AnnData) and is_disk_counts(a.X) for a in parts)
 
 
 _ON_DISK_COPY = (
