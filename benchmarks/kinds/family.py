@@ -38,7 +38,12 @@ from scipy.special import expit
 
 import multilivi.models as models_package
 from benchmarks.kinds import Entry, SpecKind, register, safe_name
-from benchmarks.kinds.store import code_hash, read_cached, write_cache_entry, write_outputs
+from benchmarks.kinds.store import (
+    code_hash,
+    read_cached,
+    write_cache_entry,
+    write_outputs,
+)
 from benchmarks.presets import DEFAULT_PRESET, preset_config
 from multilivi.data import Cohort
 from multilivi.eval.outputs import ModelOutputs

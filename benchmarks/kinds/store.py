@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -138,3 +139,14 @@ def code_hash(package: ModuleType) -> str:
     for path in sorted(Path(package.__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def index_hash(*indices: np.ndarray) -> str:
+    """Hash of cell-index arrays (e.g. the training and held-out rows), as int64 bytes."""
+    joined = b"|".join(np.asarray(i, dtype=np.int64).tobytes() for i in indices)
+    return hashlib.sha256(joined).hexdigest()[:16]
+
+
+def entry_key(payload: dict) -> str:
+    """The cache key of an entry: a hash of its JSON ``payload`` (code, settings, data hash, split)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import time
 import warnings
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.kinds import Entry, SpecKind, register, safe_name
-from benchmarks.kinds.store import read_cached, write_cache_entry, write_outputs
+from benchmarks.kinds.store import entry_key, index_hash, read_cached, write_cache_entry, write_outputs
 from multilivi.data import Cohort
 from multilivi.eval.outputs import ModelOutputs
 
@@ -165,15 +164,14 @@ def cache_key(
     model: Model, config: dict[str, Any], cohort: Cohort, train_idx: np.ndarray, heldout_idx: np.ndarray
 ) -> str:
     """Hash of (this module's code, model, settings with seed and scvi-tools version, data, split)."""
-    split = [np.asarray(i, dtype=np.int64).tobytes() for i in (train_idx, heldout_idx)]
     payload = {
         "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
         "model": model,
         "config": config,
         "data": cohort.data_hash,
-        "split": hashlib.sha256(b"|".join(split)).hexdigest()[:16],
+        "split": index_hash(train_idx, heldout_idx),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return entry_key(payload)
 
 
 # ------------------------------------------------------------------------------------- training
