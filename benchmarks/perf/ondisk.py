@@ -9,7 +9,8 @@ Each size then runs in a fresh process (so its peak RSS is its own): read the fo
 ``on_disk=True`` (validation streams the counts), split off 10 % held-out cells, fit livi at the quick
 preset's size (encoder 256-64, batch 256) for 2 epochs (one per stage; the least a fit runs),
 block-shuffled, then embed every cell and score the held-out NLL. Prints a Markdown table with the
-peak RSS against the acceptance bound (1.5 GB + 80 B per cell), the training cells/s, and the growth
+peak RSS of each stage (read, fit, outputs; ``VmHWM``, reset between stages) and of the whole run
+against the acceptance bound (1.5 GB + 80 B per cell), the training cells/s, and the growth
 exponent of the peak RSS between the smallest and the largest size.
 """
 
@@ -20,13 +21,14 @@ import dataclasses
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from benchmarks.perf.memory import peak_rss_mib, reset_peak
 
 N_DONORS = 100
 BOUND_BASE, BOUND_PER_CELL = 1.5e9, 80  # the acceptance bound on the peak RSS, bytes
@@ -92,9 +94,13 @@ def measure(folder: Path) -> dict[str, float]:
     from multilivi.models import LIVI
 
     torch.set_num_threads(1)
+    peaks = {"imports": peak_rss_mib()}
+    reset_peak()
     start = time.perf_counter()
     cohort = read_cohort(folder, on_disk=True)
     read_seconds = time.perf_counter() - start
+    peaks["read"] = peak_rss_mib()
+    reset_peak()
     train_idx, heldout_idx = split_cells(cohort, frac=0.1, seed=0)
     config = dataclasses.replace(
         preset_config("livi", "quick"),
@@ -105,10 +111,13 @@ def measure(folder: Path) -> dict[str, float]:
         device="cpu",
     )
     model = LIVI(config).fit(cohort, train_idx)
+    peaks["fit"] = peak_rss_mib()
+    reset_peak()
     start = time.perf_counter()
     views = model.views(cohort, np.arange(cohort.n_cells))
     nll = model.reconstruction_nll(cohort, heldout_idx)
     output_seconds = time.perf_counter() - start
+    peaks["outputs"] = peak_rss_mib()
     stored = sum(cohort.disk_counts(m).nnz for m in cohort.modalities) * 8  # float32 values + int32 indices
     return {
         "cells": cohort.n_cells,
@@ -117,7 +126,8 @@ def measure(folder: Path) -> dict[str, float]:
         "train_cells_per_second": config.epochs * len(train_idx) / model.fit_seconds_,
         "output_seconds": output_seconds,
         "output_mb": (sum(v.nbytes for v in views.values()) + sum(v.nbytes for v in nll.values())) / 1e6,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **{f"peak_{stage}_mib": peak for stage, peak in peaks.items()},
+        "peak_rss_mib": max(peaks.values()),
     }
 
 
@@ -142,22 +152,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(json.loads(subprocess.check_output(command, env=env).decode().strip().splitlines()[-1]))
     print(
         "| cells | counts on disk (GB) | read + validate (s) | train cells/s | embed + NLL (s) | "
-        "outputs (MB) | peak RSS (MiB) | bound 1.5e9 B + 80 B/cell (MiB) |"
+        "outputs (MB) | peak RSS read / fit / outputs (MiB) | peak RSS (MiB) | "
+        "bound 1.5e9 B + 80 B/cell (MiB) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         bound = (BOUND_BASE + BOUND_PER_CELL * r["cells"]) / 2**20
         print(
             f"| {r['cells']:,} | {r['stored_gb']:.2f} | {r['read_seconds']:.1f} | "
             f"{r['train_cells_per_second']:,.0f} | {r['output_seconds']:.1f} | {r['output_mb']:.0f} | "
-            f"{r['peak_rss_mb']:,.0f} | {bound:,.0f} |"
+            f"{r['peak_read_mib']:,.0f} / {r['peak_fit_mib']:,.0f} / {r['peak_outputs_mib']:,.0f} | "
+            f"{r['peak_rss_mib']:,.0f} | {bound:,.0f} |"
         )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        exponent = math.log(last["peak_rss_mb"] / first["peak_rss_mb"]) / math.log(
+        exponent = math.log(last["peak_rss_mib"] / first["peak_rss_mib"]) / math.log(
             last["cells"] / first["cells"]
         )
-        per_cell = (last["peak_rss_mb"] - first["peak_rss_mb"]) * 2**20 / (last["cells"] - first["cells"])
+        per_cell = (last["peak_rss_mib"] - first["peak_rss_mib"]) * 2**20 / (last["cells"] - first["cells"])
         print(f"\npeak RSS ~ cells^{exponent:.3f}; {per_cell:.0f} B per added cell")
     return 0
 

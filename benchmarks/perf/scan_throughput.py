@@ -26,7 +26,6 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from benchmarks.perf.memory import peak_rss_mib
 from multilivi.eval.association import lmm_scan
 
 BEFORE = "c0982e5"  # main before the chunked driver (issue 15)
@@ -272,7 +272,7 @@ def scan_bed(path: Path, n_donors: int, n_variants: int, n_factors: int) -> dict
         "variants": n_variants,
         "factors": n_factors,
         "seconds": seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "n_tests": result.n_tests,
         "n_hits": int(result.bounded.hit_p.size),
         "lambda_gc": result.lambda_gc(),

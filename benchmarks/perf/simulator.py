@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from benchmarks.perf.memory import peak_rss_mib
 
 N_DONORS = 100
 
@@ -32,7 +33,7 @@ def measure(n_cells: int, n_genes: int, seed: int = 0) -> dict[str, float]:
         "cells": cohort.n_cells,
         "genes": n_genes,
         "seconds": seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mib(),
         "counts_mb": counts / 2**20,
     }
 
