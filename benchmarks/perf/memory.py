@@ -9,6 +9,7 @@ process's own address space (new at ``exec``) and can be reset between stages by
 
 from __future__ import annotations
 
+import contextlib
 import resource
 from pathlib import Path
 
@@ -24,10 +25,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # outside Linux, KiB
 
 
-def reset_peak() -> bool:
-    """Restart the peak at the current RSS (Linux); False where the kernel does not allow it."""
-    try:
+def reset_peak() -> None:
+    """Restart the peak at the current RSS (Linux); elsewhere the peaks stay cumulative."""
+    with contextlib.suppress(OSError):
         CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
