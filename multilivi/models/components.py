@@ -6,6 +6,8 @@ then the two ``nn.Module`` pieces: the encoder MLP and the per-modality linear d
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -175,11 +177,32 @@ class Encoder(nn.Module):
         self.mean = nn.Linear(hidden[-1], n_latent)
         self.scale = nn.Linear(hidden[-1], n_latent)
 
+    low_precision: bool = False  # autocast the hidden layers to bfloat16 (set by encoder_precision)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map (n_cells, n_input) to the posterior mean and log-variance, each (n_cells, n_latent)."""
-        h = self.body(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.low_precision):
+            h = self.body(x)
+        h = h.float()
         sigma = torch.exp(self.scale(h).clamp(max=LOG_SIGMA_MAX)) + SIGMA_FLOOR
         return self.mean(h), 2.0 * torch.log(sigma)
+
+
+@contextlib.contextmanager
+def encoder_precision(module: nn.Module, precision: Literal["float32", "bfloat16"]) -> Iterator[None]:
+    """Run every :class:`Encoder` of ``module`` at ``precision`` inside the block, float32 after it.
+
+    ``"bfloat16"`` autocasts the hidden layers' matmuls (float32 accumulation; the input rounded to
+    8 significant bits); the mean and scale heads and everything outside the encoders stay float32.
+    """
+    encoders = [m for m in module.modules() if isinstance(m, Encoder)]
+    for encoder in encoders:
+        encoder.low_precision = precision == "bfloat16"
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            encoder.low_precision = False
 
 
 class ModalityDecoder(nn.Module):

@@ -146,7 +146,19 @@ class StreamedBatches:
 
     def _batch(self, cells: np.ndarray, x: dict[str, sp.csr_matrix], device: torch.device) -> Batch:
         return {
-            "x": {m: torch.from_numpy(v.toarray()).to(device) for m, v in x.items()},
-            "library": {m: torch.from_numpy(lib[cells]).to(device) for m, lib in self.library.items()},
-            "donor": torch.from_numpy(self.donor[cells]).to(device),
+            "x": {m: host_to_device(v.toarray(), device) for m, v in x.items()},
+            "library": {m: host_to_device(lib[cells], device) for m, lib in self.library.items()},
+            "donor": host_to_device(self.donor[cells], device),
         }
+
+
+def host_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``: shared on the CPU, through pinned memory to a GPU.
+
+    The copy to a GPU is asynchronous (``non_blocking``), so the next batch is assembled while the
+    kernels of the last one run; CUDA orders it before any kernel that reads the tensor.
+    """
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -22,7 +22,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from multilivi.models.streaming import StreamedBatches, block_minibatches
+from multilivi.models.components import encoder_precision
+from multilivi.models.streaming import StreamedBatches, block_minibatches, host_to_device
 
 if TYPE_CHECKING:
     from multilivi.models.base import LatentModule
@@ -50,6 +51,9 @@ class TrainConfig:
     # (multilivi.models.streaming), the order counts on disk are streamed in, the same in memory
     shuffle: Literal["cells", "blocks"] = "cells"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": cuda when available, else cpu
+    # the encoders' hidden layers while training: "bfloat16" autocasts their matmuls (fast on CPUs
+    # with AMX / AVX512-BF16 and on GPUs); heads, decoders, loss and evaluation stay float32
+    precision: Literal["float32", "bfloat16"] = "float32"
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
     def __post_init__(self) -> None:
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.shuffle not in ("cells", "blocks"):
             raise ValueError(f"shuffle must be 'cells' or 'blocks', got {self.shuffle!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
 
 
 def stage_at(epoch: int, config: TrainConfig) -> Stage:
@@ -166,9 +172,9 @@ class CellBatches:
     def batch(self, rows: np.ndarray, device: torch.device) -> Batch:
         """Minibatch of the given cell positions."""
         return {
-            "x": {m: torch.from_numpy(self.rows(m, rows)).to(device) for m in self.counts},
-            "library": {m: torch.from_numpy(lib[rows]).to(device) for m, lib in self.library.items()},
-            "donor": torch.from_numpy(self.donor[rows]).to(device),
+            "x": {m: host_to_device(self.rows(m, rows), device) for m in self.counts},
+            "library": {m: host_to_device(lib[rows], device) for m, lib in self.library.items()},
+            "donor": host_to_device(self.donor[rows], device),
         }
 
     def epoch(
@@ -239,48 +245,49 @@ def fit_module(
     bar = tqdm(range(config.epochs), desc=label, disable=None if config.progress else True)
     every = log_interval(config.epochs) if config.progress and bar.disable else 0  # no bar: log lines
     since, last_logged = time.perf_counter(), -1
-    for epoch in bar:
-        stage = stage_at(epoch, config)
-        if stage != module.stage:
-            module.set_stage(stage)
-            logger.info("epoch %d: entering stage %d (%s)", epoch, int(stage), stage.name.lower())
-        module.train()
-        sums: dict[str, float] = {}
-        for batch in data.epoch(config.batch_size, rng, device, config.shuffle):
-            out = module.loss(batch, generator)
-            terms = out.terms
-            names = list(terms)
-            values = torch.stack([terms[k].detach() for k in names]).tolist()
-            for name, value in zip(names, values):
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"loss term {name!r} became {value} at epoch {epoch} (stage {int(stage)}); "
-                        "lower lr, or check the counts for extreme library sizes"
-                    )
-                sums[name] = sums.get(name, 0.0) + value * len(batch["donor"])
-            optimiser.zero_grad(set_to_none=True)
-            out.total.backward()
-            optimiser.step()
-        record = {
-            "epoch": float(epoch),
-            "stage": float(stage),
-            **{k: v / data.n_cells for k, v in sums.items()},
-        }
-        history.append(record)
-        bar.set_postfix(
-            {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False
-        )
-        if every and ((epoch + 1) % every == 0 or epoch + 1 == config.epochs):
-            now = time.perf_counter()
-            cells_per_second = (epoch - last_logged) * data.n_cells / max(now - since, 1e-9)
-            logger.info(
-                "%s: epoch %d/%d (stage %d), loss %.4g, %.0f cells/s",
-                label,
-                epoch + 1,
-                config.epochs,
-                int(stage),
-                record["loss"],
-                cells_per_second,
+    with encoder_precision(module, config.precision):
+        for epoch in bar:
+            stage = stage_at(epoch, config)
+            if stage != module.stage:
+                module.set_stage(stage)
+                logger.info("epoch %d: entering stage %d (%s)", epoch, int(stage), stage.name.lower())
+            module.train()
+            sums: dict[str, float] = {}
+            for batch in data.epoch(config.batch_size, rng, device, config.shuffle):
+                out = module.loss(batch, generator)
+                terms = out.terms
+                names = list(terms)
+                values = torch.stack([terms[k].detach() for k in names]).tolist()
+                for name, value in zip(names, values):
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"loss term {name!r} became {value} at epoch {epoch} (stage {int(stage)}); "
+                            "lower lr, or check the counts for extreme library sizes"
+                        )
+                    sums[name] = sums.get(name, 0.0) + value * len(batch["donor"])
+                optimiser.zero_grad(set_to_none=True)
+                out.total.backward()
+                optimiser.step()
+            record = {
+                "epoch": float(epoch),
+                "stage": float(stage),
+                **{k: v / data.n_cells for k, v in sums.items()},
+            }
+            history.append(record)
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "stage")}, refresh=False
             )
-            since, last_logged = now, epoch
+            if every and ((epoch + 1) % every == 0 or epoch + 1 == config.epochs):
+                now = time.perf_counter()
+                cells_per_second = (epoch - last_logged) * data.n_cells / max(now - since, 1e-9)
+                logger.info(
+                    "%s: epoch %d/%d (stage %d), loss %.4g, %.0f cells/s",
+                    label,
+                    epoch + 1,
+                    config.epochs,
+                    int(stage),
+                    record["loss"],
+                    cells_per_second,
+                )
+                since, last_logged = now, epoch
     return history

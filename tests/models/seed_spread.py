@@ -104,6 +104,15 @@ def recovery(
     }
 
 
+def heldout_nll(
+    cohort: Cohort, split: tuple[np.ndarray, np.ndarray], seed: int, precision: str
+) -> dict[str, float]:
+    """Held-out RNA NLL per cell of livi at the tiny config (batch 128) with ``precision`` encoders."""
+    config = tiny_config("livi", seed=seed, batch_size=128, precision=precision)
+    model = FAMILIES["livi"][0]().fit(cohort, split[0], config)
+    return {"heldout_nll": float(model.reconstruction_nll(cohort, split[1])["rna"].mean())}
+
+
 def best_correlations(truth: pd.DataFrame, learned: pd.DataFrame) -> dict[str, float]:
     """Per true program (donors x programs), the best |Pearson r| of any learned factor (donors x factors)."""
     return factor_recovery(truth, learned)[0].details["per_program"]
@@ -115,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick-seeds", type=int, default=5, help="training seeds of the quick-preset LIVI run"
     )
-    parser.add_argument("--what", nargs="+", choices=("loss", "recovery"), default=["loss", "recovery"])
+    parser.add_argument(
+        "--what", nargs="+", choices=("loss", "recovery", "precision"), default=["loss", "recovery"]
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default=None, help="file stem of the tables (default: the measures)")
     args = parser.parse_args(argv)
@@ -130,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(
                     {"test": f"loss {variant}", "family": family, "seed": seed}
                     | loss_decrease(family, ci, ci_split[0], seed, **overrides)
+                )
+    if "precision" in args.what:
+        for precision in ("float32", "bfloat16"):
+            for seed in range(args.seeds):
+                rows.append(
+                    {"test": f"precision {precision}", "family": "livi", "seed": seed}
+                    | heldout_nll(ci, ci_split, seed, precision)
                 )
     if "recovery" in args.what:
         for family in FAMILIES:

@@ -14,6 +14,7 @@ from multilivi.models.components import (
     Encoder,
     ModalityDecoder,
     assignment_penalty,
+    encoder_precision,
     interaction,
     kl_standard_normal,
     log_nb,
@@ -162,6 +163,33 @@ def test_encoder_scale_is_capped_so_an_uninformative_expert_keeps_finite_gradien
     mean, log_var = product_of_experts([mu, torch.zeros_like(mu)], [logvar, torch.zeros_like(logvar)])
     (mean.sum() + log_var.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
+
+
+def test_bfloat16_encoders_round_the_hidden_layers_only_inside_the_block() -> None:
+    torch.manual_seed(0)
+    enc = Encoder(200, (64, 32, 8), n_latent=3)
+    x = torch.log1p(torch.poisson(torch.full((40, 200), 2.0)))
+    module = nn.ModuleDict({"enc": enc})
+    exact = [t.detach() for t in enc(x)]
+    first = enc.body[0]
+    # autocast's first layer: input and weight rounded to bfloat16, products summed at float32 or wider
+    rounded = x.bfloat16().double() @ first.weight.detach().bfloat16().double().T
+    rounded += first.bias.detach().bfloat16().double()
+    with encoder_precision(module, "bfloat16"):
+        assert enc.low_precision
+        mean, log_var = enc(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = first(x)
+        (mean.sum() + log_var.sum()).backward()
+    assert hidden.dtype == torch.bfloat16
+    np.testing.assert_allclose(hidden.double().detach(), rounded, rtol=2**-7, atol=2**-7)
+    assert not enc.low_precision  # evaluation after training is float32 again
+    assert mean.dtype == log_var.dtype == torch.float32
+    assert all(p.grad.dtype == torch.float32 for p in enc.parameters())
+    # bfloat16 keeps 8 significant bits: the outputs move by about 2^-8 of their scale, not more
+    for value, target in zip((mean, log_var), exact):
+        assert 0 < (value.detach() - target).abs().max() < 0.05 * target.abs().max()
+    np.testing.assert_array_equal(enc(x)[0].detach(), exact[0])
 
 
 def test_decoder_mean_is_library_times_feature_softmax() -> None:
