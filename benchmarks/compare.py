@@ -782,6 +782,8 @@ def run_metadata(
     import torch
 
     from benchmarks.runner import model_info
+    from multilivi.eval.embedding_plots import UMAP_MAX_CELLS
+    from multilivi.eval.outputs import PROBE_MAX_CELLS
 
     truth = cohort.truth
     return {
@@ -816,6 +818,7 @@ def run_metadata(
             "simulated_truth": truth is not None,
             "semi_synthetic": cohort.genetics == "semi-synthetic",
         },
+        "cell_caps": {"probes": PROBE_MAX_CELLS, "umap": UMAP_MAX_CELLS},  # subsampled above these
         "models": {e.name: model_info(e, outputs.get(e.name)) for e in entries},
     }
 

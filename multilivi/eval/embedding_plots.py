@@ -13,11 +13,12 @@ from sklearn.neighbors import NearestNeighbors
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 MAX_LEGEND = 40  # more categories (e.g. donors) get no legend
+UMAP_MAX_CELLS = 5_000  # each UMAP embeds a fixed-seed subsample above this
 UMAP_EPOCHS = 200  # layout epochs: umap-learn's choice above 10k cells (500 below) and ample for a figure
 
 
 def umap_coordinates(
-    view: NDArray[np.floating], *, max_cells: int = 5000, seed: int = 0, n_neighbors: int = 15
+    view: NDArray[np.floating], *, max_cells: int = UMAP_MAX_CELLS, seed: int = 0, n_neighbors: int = 15
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Two-dimensional UMAP of a view, on a fixed-seed subsample above ``max_cells``.
 

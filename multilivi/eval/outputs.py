@@ -13,6 +13,7 @@ from multilivi.data import Cohort, Genotypes, Truth
 
 PROBE_LABELS = ("cell_type", "cell_subtype", "donor")
 DEFAULT_FDR = 0.05  # false-discovery rate of association calls unless a run sets another
+PROBE_MAX_CELLS = 20_000  # the probes (and scIB metrics) use a fixed-seed subsample above this
 
 
 @dataclass
@@ -85,7 +86,7 @@ class EvalContext:
     engine: str = "batched"
     test: str = "wald"  # association test: "wald" (t-test, calibrated at small n) or "lrt"
     n_probe_seeds: int = 5
-    probe_max_cells: int | None = 20_000
+    probe_max_cells: int | None = PROBE_MAX_CELLS
     seed: int = 0
     batches: np.ndarray | None = None  # (n_cells,) batch of every cell, None when the cohort has none
     scib: bool = False  # run the scIB metrics (needs scib-metrics)

@@ -562,3 +562,15 @@ def test_headless_screenshot(report, tmp_path):
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     assert float(pixels[..., :3].std()) > 0.05, "screenshot is blank"
+
+
+def test_report_says_when_probes_and_umaps_subsampled(tmp_path):
+    meta = synthetic_meta()
+    meta["cell_caps"] = {"probes": 1000, "umap": 500}
+    md = write_report(tmp_path / "capped", synthetic_scores(), meta, extra_figures())[0].read_text()
+    probes, umap = md.split("## Probes")[1].split("\n## ")[0], md.split("## UMAP")[1].split("\n## ")[0]
+    assert "fixed-seed subsample of 1,000 of the 1,200 cells" in probes
+    assert "Each UMAP used a fixed-seed subsample of 500 of the 1,200 cells" in umap
+    meta["cell_caps"] = {"probes": 20_000, "umap": 5_000}  # above the cohort's cells: all were used
+    md = write_report(tmp_path / "all", synthetic_scores(), meta, extra_figures())[0].read_text()
+    assert "subsample" not in md

@@ -76,12 +76,22 @@ def reconstruction(inputs: ReportInputs) -> list[Block]:
     return blocks + tables.leftovers(["reconstruction", "own_likelihood"])
 
 
+def subsample_note(inputs: ReportInputs, task: str, what: str) -> list[Block]:
+    """A paragraph saying that ``task`` ran on a subsample, when the run's cell cap lay below the cells."""
+    cap, n_cells = inputs.meta.get("cell_caps", {}).get(task), inputs.dataset.get("n_cells")
+    if cap is None or n_cells is None or n_cells <= cap:
+        return []
+    return [Paragraph(f"{what} used a fixed-seed subsample of {cap:,} of the {n_cells:,} cells.")]
+
+
 def probes(inputs: ReportInputs) -> list[Block]:
     """Cell-type and subtype probes, per-class accuracy figures, subtype versus donor accuracy."""
     tables, scores, baseline = inputs.tables, inputs.scores, inputs.baseline
     columns = columns_of(*PROBE_TASKS)
     table = tables.table(columns, caption=with_direction("Linear probes on each cell view", columns))
     blocks: list[Block] = [Heading("Probes"), *_or(table, "No cell-type or subtype probe ran.")]
+    if table is not None:
+        blocks += subsample_note(inputs, "probes", "Each probe (cell type, subtype and donor)")
     for task, name, what, thesis in PER_CLASS_FIGURES:
         fig = figures.per_class_accuracy(scores, task, baseline=baseline)
         blocks += inputs.figure(name, fig, f"Per-class accuracy for {what} (thesis Fig. {thesis}).")
@@ -175,7 +185,9 @@ def umap(inputs: ReportInputs) -> list[Block]:
     caption = "UMAP of the cell-state views, coloured by cell type (thesis Fig. 5)."
     for name in inputs.extras("umap"):
         blocks += inputs.figure(name, inputs.extra_figures[name], caption)
-    return blocks if len(blocks) > 1 else [*blocks, Paragraph("No UMAP figure was made for this run.")]
+    if len(blocks) == 1:
+        return [*blocks, Paragraph("No UMAP figure was made for this run.")]
+    return blocks + subsample_note(inputs, "umap", "Each UMAP")
 
 
 def other_figures(inputs: ReportInputs) -> list[Block]:
