@@ -16,7 +16,6 @@ import functools
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -781,6 +780,7 @@ def run_metadata(
     """``results.json`` without the scores: the run, the dataset and each model (``outputs`` by name)."""
     import torch
 
+    from benchmarks.perf.memory import peak_rss_mib
     from benchmarks.runner import model_info
     from multilivi.eval.embedding_plots import UMAP_MAX_CELLS
     from multilivi.eval.outputs import PROBE_MAX_CELLS
@@ -796,7 +796,7 @@ def run_metadata(
         "seed": seed,
         "wall_seconds": round(wall_seconds, 1),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),  # KiB
+        "peak_memory_gb": round(peak_rss_mib() / 1024, 2),  # GiB, this process (VmHWM), not its workers
         "engine": args.engine,
         "test": args.test,
         "covariates": list(map(str, getattr(cohort.donor_covariates, "columns", []))),

@@ -4,20 +4,19 @@
 
 Each size writes the CI-sized simulated cohort (``SimulationConfig.ci()``: 30 donors) with that many
 variants to a cohort folder (.bed genotypes), then runs ``python -m benchmarks.compare --dataset
-FOLDER --preset ci --no-cache --no-umap`` in a child process and reads its peak RSS from
-``os.wait4`` (the child and the workers it waited for). Prints a Markdown table.
+FOLDER --preset ci --no-cache --no-umap`` under :func:`benchmarks.perf.memory.measured_run` (peak RSS
+of the run and the workers it waited for, not of this process). Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from benchmarks.perf.memory import measured_run
 
 
 def write_cohort_folder(n_variants: int, directory: Path, seed: int = 0) -> Path:
@@ -32,13 +31,10 @@ def run_compare(folder: Path, models: Sequence[str], out: Path) -> dict[str, flo
     """Wall seconds and peak RSS (MiB) of one ``benchmarks.compare`` run on ``folder``."""
     command = [sys.executable, "-m", "benchmarks.compare", "--dataset", str(folder), "--preset", "ci"]
     command += ["--models", *models, "--no-cache", "--no-umap", "--quiet", "--out", str(out)]
-    start = time.perf_counter()
-    child = subprocess.Popen(command)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed with exit {os.waitstatus_to_exitcode(status)}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    run = measured_run(command)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit {run.returncode}:\n{run.stderr[-4000:]}")
+    return {"seconds": run.wall_s, "peak_rss_mib": run.peak_rss_mib}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
