@@ -9,6 +9,7 @@ the reason. Each metric is declared once, here, beside the task that reports it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -284,7 +285,7 @@ def task_association(
             continue
         scan = {
             "donors": list(ctx.genotypes.donors),
-            "variant_ids": list(ctx.genotypes.variant_ids),
+            "variant_ids": ctx.genotypes.variant_ids,  # an Index over the variant table's ids: no copy
             "kinship": ctx.kinship,
             "covariates": ctx.donor_covariates,
             "engine": ctx.engine if ctx.kinship is not None else "ols",
@@ -292,11 +293,7 @@ def task_association(
             "fdr": ctx.fdr,
         }
         # a bounded (large) scan keeps the columns truth.py needs beyond the hits: every non-null variant
-        keep = (
-            []
-            if ctx.truth is None
-            else sorted(set(scan["variant_ids"]) - set(map(str, ctx.truth.null_variants)))
-        )
+        keep = [] if ctx.truth is None else non_null_variants(scan["variant_ids"], ctx.truth.null_variants)
         result = lmm_scan(factors, ctx.genotypes, keep_variants=keep, **scan)  # read in chunks
         associations[view] = result
         scores += [Score(view, metric) for metric in result.summary(ctx.fdr)]
@@ -305,6 +302,12 @@ def task_association(
         scores.append(Score(view, MetricResult("n_tests", float(result.n_tests))))
         scores.append(Score(view, MetricResult("n_monomorphic_skipped", float(result.n_monomorphic_skipped))))
     return TaskResult(scores, artefact=associations)
+
+
+def non_null_variants(variant_ids: pd.Index, null_variants: Sequence[str]) -> list[str]:
+    """The ids of ``variant_ids`` that are not null (hashed as Python strings once, then dropped)."""
+    ids = pd.Index(variant_ids.to_numpy(dtype=object))
+    return list(ids[~ids.isin(pd.Index(list(map(str, null_variants))))])
 
 
 # ---------------------------------------------------------------------------------------- truth

@@ -54,8 +54,9 @@ def association_truth(
     """
     causal = causal.astype({"variant": str, "factor": str})
     null = pd.Index(list(map(str, null_variants)))
-    index = pd.Index(result.variants)
-    absent = [v for v in (*causal["variant"].unique(), *null) if v not in index]
+    index = pd.Index(pd.Index(result.variants).to_numpy(dtype=object))  # hashed once, as Python strings
+    wanted = pd.Index([*causal["variant"].unique(), *null])
+    absent = list(wanted[~wanted.isin(index)])
     if absent:
         raise ValueError(f"{len(absent)} truth variants are not in the scan, e.g. {absent[:5]}; scan all")
     hits = result.hits(fdr)
