@@ -360,11 +360,18 @@ def _precision(precision: str | None, dense: bool) -> type:
     return np.float64 if dense or precision == "float64" else np.float32
 
 
+def string_index(ids: Sequence[str]) -> pd.Index:
+    """``ids`` as an Index of Python str, hashed once (arrow-backed ids are slow to look up one by one)."""
+    if isinstance(ids, pd.Index):
+        return pd.Index(ids.astype(str).to_numpy(dtype=object))
+    return pd.Index(list(map(str, ids)))
+
+
 def _variant_indices(keep_variants: Sequence[str], variant_ids: Sequence[str]) -> NDArray[np.intp]:
     """Sorted column indices of ``keep_variants`` (an error names the unknown ones)."""
     if len(keep_variants) == 0:
         return np.empty(0, dtype=np.intp)
-    index = pd.Index(list(map(str, variant_ids)))
+    index = string_index(variant_ids)
     where = index.get_indexer(list(map(str, keep_variants)))
     if (where < 0).any():
         unknown = [v for v, w in zip(keep_variants, where) if w < 0]

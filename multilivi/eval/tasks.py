@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from multilivi.data import Truth
-from multilivi.eval.association import AssociationResult, lmm_scan, permuted_null_scan, permuted_null_summary
+from multilivi.eval.association import (
+    AssociationResult,
+    lmm_scan,
+    permuted_null_scan,
+    permuted_null_summary,
+    string_index,
+)
 from multilivi.eval.metrics import Metric, register
 from multilivi.eval.outputs import PROBE_LABELS, EvalContext, ModelOutputs
 from multilivi.eval.phenotypes import donor_means
@@ -305,9 +311,9 @@ def task_association(
 
 
 def non_null_variants(variant_ids: pd.Index, null_variants: Sequence[str]) -> list[str]:
-    """The ids of ``variant_ids`` that are not null (hashed as Python strings once, then dropped)."""
-    ids = pd.Index(variant_ids.to_numpy(dtype=object))
-    return list(ids[~ids.isin(pd.Index(list(map(str, null_variants))))])
+    """The ids of ``variant_ids`` that are not null."""
+    ids = string_index(variant_ids)
+    return list(ids[~ids.isin(string_index(null_variants))])
 
 
 # ---------------------------------------------------------------------------------------- truth

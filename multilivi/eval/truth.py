@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
 
-from multilivi.eval.association import AssociationResult
+from multilivi.eval.association import AssociationResult, string_index
 from multilivi.eval.fdr import clopper_pearson
 from multilivi.eval.records import MetricResult, skipped
 
@@ -53,8 +53,8 @@ def association_truth(
     ``lambda_gc_null``: genomic-control lambda over the null variants' tests.
     """
     causal = causal.astype({"variant": str, "factor": str})
-    null = pd.Index(list(map(str, null_variants)))
-    index = pd.Index(pd.Index(result.variants).to_numpy(dtype=object))  # hashed once, as Python strings
+    null = string_index(null_variants)
+    index = string_index(result.variants)
     wanted = pd.Index([*causal["variant"].unique(), *null])
     absent = list(wanted[~wanted.isin(index)])
     if absent:

@@ -251,23 +251,7 @@ def fit_module(
             if stage != module.stage:
                 module.set_stage(stage)
                 logger.info("epoch %d: entering stage %d (%s)", epoch, int(stage), stage.name.lower())
-            module.train()
-            sums: dict[str, float] = {}
-            for batch in data.epoch(config.batch_size, rng, device, config.shuffle):
-                out = module.loss(batch, generator)
-                terms = out.terms
-                names = list(terms)
-                values = torch.stack([terms[k].detach() for k in names]).tolist()
-                for name, value in zip(names, values):
-                    if not math.isfinite(value):
-                        raise FloatingPointError(
-                            f"loss term {name!r} became {value} at epoch {epoch} (stage {int(stage)}); "
-                            "lower lr, or check the counts for extreme library sizes"
-                        )
-                    sums[name] = sums.get(name, 0.0) + value * len(batch["donor"])
-                optimiser.zero_grad(set_to_none=True)
-                out.total.backward()
-                optimiser.step()
+            sums = _train_epoch(module, data, config, device, rng, generator, optimiser, epoch)
             record = {
                 "epoch": float(epoch),
                 "stage": float(stage),
@@ -291,3 +275,34 @@ def fit_module(
                 )
                 since, last_logged = now, epoch
     return history
+
+
+def _train_epoch(
+    module: LatentModule,
+    data: CellBatches | StreamedBatches,
+    config: TrainConfig,
+    device: torch.device,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    optimiser: torch.optim.Optimizer,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass of Adam steps over ``data``; the cell-weighted sum of every loss term."""
+    module.train()
+    sums: dict[str, float] = {}
+    for batch in data.epoch(config.batch_size, rng, device, config.shuffle):
+        out = module.loss(batch, generator)
+        terms = out.terms
+        names = list(terms)
+        values = torch.stack([terms[k].detach() for k in names]).tolist()
+        for name, value in zip(names, values):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"loss term {name!r} became {value} at epoch {epoch} (stage {int(module.stage)}); "
+                    "lower lr, or check the counts for extreme library sizes"
+                )
+            sums[name] = sums.get(name, 0.0) + value * len(batch["donor"])
+        optimiser.zero_grad(set_to_none=True)
+        out.total.backward()
+        optimiser.step()
+    return sums
