@@ -350,19 +350,18 @@ class BatchedEngine:
 
     def scan_u(
         self,
-        g_std: NDArray[np.floating],
+        g: NDArray[np.floating],
         dtype: type = np.float64,
         scale: float = 1.0,
         out: NDArray[np.floating] | None = None,
     ) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1]).
+        """(donors, variants) centred variants -> (factors, variants) ``scale * u`` (``u`` in [0, 1]).
 
-        ``out``: a (factors, variants) array of ``dtype`` to write into.
+        ``u`` does not depend on the variants' scale. ``out``: a (factors, variants) array of ``dtype``.
         """
         rotation, wy, w = self.u_operands(dtype, scale)
-        m = g_std.shape[1]
         g_rot = np.matmul(
-            rotation, g_std.astype(dtype, copy=False), out=buffer("g_rot", (len(rotation), m), dtype)
+            rotation, g.astype(dtype, copy=False), out=buffer("g_rot", (len(rotation), g.shape[1]), dtype)
         )
         u = np.matmul(wy, g_rot, out=out)
         np.abs(u, out=u)
@@ -405,22 +404,21 @@ class OlsEngine(BatchedEngine):
 
     def scan_u(
         self,
-        g_std: NDArray[np.floating],
+        g: NDArray[np.floating],
         dtype: type = np.float64,
         scale: float = 1.0,
         out: NDArray[np.floating] | None = None,
     ) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``scale * |r|`` (into ``out``).
+        """(donors, variants) centred variants, any scale -> (factors, variants) ``scale * |r|`` into ``out``.
 
         The residualised phenotypes are orthogonal to the design, so ``r = y_res^T g / |g_res|``
-        without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2 = n - |Q^T g|^2`` for a
-        standardised ``g``.
+        without forming ``g_res``, and ``|g_res|^2 = |g|^2 - |Q^T g|^2``.
         """
         basis, y_unit = self.u_operands(dtype, 1.0)
-        g = g_std.astype(dtype, copy=False)
+        g = g.astype(dtype, copy=False)
         u = np.matmul(y_unit, g, out=out)
         np.abs(u, out=u)
-        u *= scale / np.sqrt(g.shape[0] - np.square(basis.T @ g).sum(axis=0))
+        u *= scale / np.sqrt(np.einsum("ij,ij->j", g, g) - np.square(basis.T @ g).sum(axis=0))
         return u
 
 

@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_scor
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
+from multilivi.eval.blas import one_blas_thread
 from multilivi.eval.records import MetricResult, skipped
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def probe(
         return ProbeResult(task, empty, empty, dropped_classes=dropped, reason=reason)
     # one BLAS thread: on these small (cells x dims) problems more threads only contend, and a
     # worker process beside another lost 5-9x with 2 (the issue of cells at scale measured it)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         accuracy, balanced, per_class = _fit_splits(
             view, labels, classes, n_seeds=n_seeds, test_size=test_size, seed=seed, max_iter=max_iter
         )

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from multilivi.atomic import atomic_path
+from multilivi.eval.blas import one_blas_thread
 from multilivi.eval.lmm import Engine
 from multilivi.eval.scan_summary import FLOAT32_MARGIN, N_BINS, BoundedScan, StatisticScale, bin_scaled
 from multilivi.eval.scratch import buffer
@@ -142,16 +142,17 @@ def scan_chunk(engine: Engine, source: ChunkSource, plan: ScanPlan, start: int) 
     logger.debug("scanned variants %d-%d of %d", start, stop, source.n_variants)
     if plan.dense or plan.full or np.dtype(plan.dtype) == np.float64:
         g /= sd  # standardised in place
-        g_std, g_centred = g, None
-    else:  # float32 products: standardise into a float32 copy, keep the float64 centred one
-        g_std = np.divide(g, sd, out=buffer("std32", g.shape, np.float32), casting="same_kind")
+        g_scan, g_centred = g, None
+    else:  # float32 products of the centred variants (``u`` does not depend on their scale)
+        g_scan = buffer("centred32", g.shape, np.float32)
+        np.copyto(g_scan, g, casting="same_kind")
         g_centred = g
     if plan.dense or plan.full:
-        pvalues, alpha, se = engine.scan_chunk(g_std) if columns.size else _empty(plan, 0)
+        pvalues, alpha, se = engine.scan_chunk(g_scan) if columns.size else _empty(plan, 0)
         out.dense = (pvalues, alpha / sd, se / sd)
         if plan.dense:
             return out
-    return _bounded(engine, g_std, g_centred, sd, plan, out)
+    return _bounded(engine, g_scan, g_centred, sd, plan, out)
 
 
 def centre(
@@ -168,8 +169,9 @@ def centre(
     centred (donors, kept variants), kept (variants,) mask, sd (kept variants,) standard deviations.
     """
     g = np.asarray(dosage, dtype=np.float64)
-    missing = np.isnan(g)
-    if missing.any():
+    total = g.sum(axis=0)
+    if np.isnan(total).any():  # missing calls (the sums find them without a pass over the chunk)
+        missing = np.isnan(g)
         g = g.copy()
         g[missing] = 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -178,7 +180,7 @@ def centre(
         sd = g.std(axis=0)
         g -= mean
     else:
-        mean = g.mean(axis=0)
+        mean = total / g.shape[0]  # g.mean(axis=0), the same bits
         g = np.subtract(g, mean, out=buffer("centred", g.shape, np.float64))
         sd = np.sqrt(np.square(g, out=buffer("square", g.shape, np.float64)).sum(axis=0) / g.shape[0])
     kept = np.isfinite(sd) & (sd > np.maximum(MONOMORPHIC_TOL, MONOMORPHIC_TOL * np.abs(mean)))
@@ -189,7 +191,7 @@ def centre(
 
 def _bounded(
     engine: Engine,
-    g_std: NDArray[np.floating],
+    g_scan: NDArray[np.floating],
     g_centred: NDArray[np.float64] | None,
     sd: NDArray[np.float64],
     plan: ScanPlan,
@@ -197,8 +199,8 @@ def _bounded(
 ) -> ChunkOutput:
     """Fill ``out`` with the bounded summary of a chunk.
 
-    ``g_std`` (donors, columns) are the standardised variants in the products' precision;
-    ``g_centred`` the float64 centred ones when ``g_std`` is float32 (None: ``g_std`` is float64).
+    ``g_scan`` (donors, columns) are the variants in the products' precision: standardised float64,
+    or centred float32 with ``g_centred`` their float64 values (None when ``g_scan`` is float64).
     """
     n_factors = plan.tested.size
     if out.columns.size == 0:
@@ -208,7 +210,7 @@ def _bounded(
         out.variant_max_u, out.exact_min_p = np.empty(0), (np.empty(0, np.intp), np.empty(0))
         return out
     to_bins = N_BINS / plan.u_threshold
-    u = engine.scan_u(g_std, plan.dtype, to_bins, out=buffer("u", (n_factors, g_std.shape[1]), plan.dtype))
+    u = engine.scan_u(g_scan, plan.dtype, to_bins, out=buffer("u", (n_factors, g_scan.shape[1]), plan.dtype))
     best = u.argmax(axis=1)
     out.factor_max_u = u[np.arange(n_factors), best].astype(np.float64) / to_bins
     out.factor_argmax = out.columns[best]
@@ -223,7 +225,7 @@ def _bounded(
         if out.dense is not None:
             pvalues, beta, se = (a[:, exact] for a in out.dense)
         else:
-            exact_std = g_std[:, exact] if g_centred is None else g_centred[:, exact] / sd[exact]
+            exact_std = g_scan[:, exact] if g_centred is None else g_centred[:, exact] / sd[exact]
             pvalues, alpha, se = engine.scan_chunk(exact_std)
             beta, se = alpha / sd[exact], se / sd[exact]
         out.exact_min_p = (out.columns[exact], pvalues.min(axis=0))
@@ -424,23 +426,37 @@ def run_chunks(
     # One BLAS thread per chunk and chunks on a thread pool: multi-threaded BLAS on these small
     # matrices collapses when the cores are shared, and the element-wise work is single-threaded.
     workers = max(1, min(n_threads or os.cpu_count() or 1, len(starts)))
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
+    with one_blas_thread():
         task = functools.partial(scan_chunk, engine, source, plan)
-        for out in _windowed(pool.submit, task, starts, 2 * workers):
+        for out in _windowed(_thread_pool(workers).submit, task, starts, 2 * workers):
             collect(out)
 
 
+@functools.cache
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool kept for the process, so its threads' scratch buffers stay allocated from scan to scan
+    (a fresh thread's first chunk costs 3-4 chunks' time in page faults).
+    """
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="multilivi-scan")
+
+
 def _windowed(submit: Callable, task: Callable, items: Iterable, window: int) -> Iterator[Any]:
-    """Results of ``task(item)`` as they finish, at most ``window`` in flight (bounded memory)."""
+    """Results of ``task(item)`` as they finish, at most ``window`` in flight (bounded memory);
+    on an error the tasks not yet started are cancelled.
+    """
     pending: set = set()
-    for item in items:
-        pending.add(submit(task, item))
-        if len(pending) >= window:
+    try:
+        for item in items:
+            pending.add(submit(task, item))
+            if len(pending) >= window:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             yield from (future.result() for future in done)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from (future.result() for future in done)
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _dask_chunks(
@@ -477,5 +493,5 @@ def _dask_chunks(
 
 def _dask_task(engine: Engine, source: ChunkSource, plan: ScanPlan, start: int) -> ChunkOutput:
     """:func:`scan_chunk` on a Dask worker, with one BLAS thread."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return scan_chunk(engine, source, plan, start)

@@ -131,15 +131,16 @@ class BoundedScan:
         ``>= a`` (``a``: the p of the bin's upper ``u`` edge, or ``threshold`` for the top bin) has
         rank at most ``C`` = the number of tests with ``u`` at or above the bin's lower edge; it can
         be significant only if ``a <= C fdr / n_tests``. So ``a > C fdr / n_tests`` for every
-        bin is sufficient.
+        bin is sufficient; as ``C <= n_tests``, only bins with ``a <= fdr`` need their ``a``.
         """
         if self.n_tests == 0 or self.threshold >= fdr:
             return True
         upper = np.append(self.edges[1:N_BINS], self.u_threshold)  # (N_BINS,)
-        a = np.maximum(self.scale.pvalues(upper), self.threshold)
         at_or_above = self.n_tests - np.concatenate([[0], np.cumsum(self.counts[: N_BINS - 1])])
-        populated = self.counts[:N_BINS] > 0
-        return bool(np.all(a[populated] > at_or_above[populated] * fdr / self.n_tests))
+        # bins whose upper edge has p > fdr (with a margin for the rounding of u_of) cannot fail
+        checked = (self.counts[:N_BINS] > 0) & (upper >= self.scale.u_of(fdr) * (1 - 1e-9))
+        a = np.maximum(self.scale.pvalues(upper[checked]), self.threshold)
+        return bool(np.all(a > at_or_above[checked] * fdr / self.n_tests))
 
     def bh(self, fdr: float) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Indices into the hits of the BH-significant ones at ``fdr``, and their q-values."""

@@ -47,17 +47,17 @@ class TorchEngine:
 
     def scan_u(
         self,
-        g_std: NDArray[np.floating],
+        g: NDArray[np.floating],
         dtype: type = np.float64,
         scale: float = 1.0,
         out: NDArray[np.floating] | None = None,
     ) -> NDArray[np.floating]:
-        """(donors, variants) standardised variants -> (factors, variants) ``scale * u`` (as the engine)."""
+        """(donors, variants) centred variants -> (factors, variants) ``scale * u``, as the engine's."""
         operands = self._device_operands(dtype, scale)
-        g = torch.from_numpy(np.ascontiguousarray(g_std, dtype=dtype)).to(self.device)
+        g = torch.from_numpy(np.ascontiguousarray(g, dtype=dtype)).to(self.device)
         if isinstance(self.engine, OlsEngine):
             basis, y_unit = operands
-            norm = torch.sqrt(g.shape[0] - torch.square(basis.T @ g).sum(dim=0))
+            norm = torch.sqrt(torch.square(g).sum(dim=0) - torch.square(basis.T @ g).sum(dim=0))
             u = torch.abs(y_unit @ g) * (scale / norm)
         else:
             rotation, wy, w = operands

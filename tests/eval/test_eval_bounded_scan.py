@@ -326,3 +326,48 @@ def test_torch_backend_on_cuda_gives_the_hits_of_the_cpu_scan(data):
     np.testing.assert_array_equal(cuda_scan.bounded.hit_cols, numpy_scan.bounded.hit_cols)
     np.testing.assert_allclose(cuda_scan.bounded.hit_p, numpy_scan.bounded.hit_p, rtol=1e-12)
     assert cuda_scan.lambda_gc() == pytest.approx(numpy_scan.lambda_gc(), rel=1e-3)
+
+
+@pytest.mark.parametrize("engine", ["batched", "ols"])
+def test_the_cheap_statistic_ignores_the_variants_scale_and_is_the_residual_correlation(data, engine):
+    """``u`` of centred float32 variants at any scale = ``u`` of standardised float64 ones; for OLS it
+    is |Pearson r| (scipy) between the covariate residuals of the phenotype and of the variant."""
+    from multilivi.eval.association import ENGINES, _design, _phenotype_frame, _tested_factors
+    from multilivi.eval.scan_chunks import centre
+
+    phenotypes, dosage, donors, variants, kinship, covariates = data
+    x = _design(covariates, donors)
+    y, _ = _tested_factors(_phenotype_frame(phenotypes, donors, False), x)
+    fitted = ENGINES[engine](y, x, None if engine == "ols" else kinship, True, "wald")
+    g, _, sd = centre(np.nan_to_num(dosage[:, :200], nan=1.0))
+    g = g.copy()
+    standardised = fitted.scan_u(g / sd)
+    scaled = fitted.scan_u((g * np.linspace(0.1, 30.0, g.shape[1])).astype(np.float32), np.float32)
+    np.testing.assert_allclose(scaled, standardised, atol=1e-5)
+    if engine == "ols":
+        residual = lambda a: a - x @ np.linalg.lstsq(x, a, rcond=None)[0]  # noqa: E731
+        for f, j in ((0, 3), (2, 150)):
+            r = stats.pearsonr(residual(y[:, f]), residual(g[:, j])).statistic
+            assert standardised[f, j] == pytest.approx(abs(r), rel=1e-10)
+
+
+def test_default_chunks_hold_about_two_million_dosages():
+    from multilivi.eval.association import default_chunk_size
+
+    assert [default_chunk_size(n) for n in (30, 100, 512, 513, 1000, 2049, 10**5)] == [
+        4096,
+        4096,
+        4096,
+        2048,
+        2048,
+        1024,
+        1024,
+    ]
+
+
+def test_the_histogram_counts_every_statistic_in_its_bin():
+    from multilivi.eval.scan_summary import bin_scaled
+
+    u = np.random.default_rng(0).uniform(0, 1.3 * N_BINS, size=(7, 5000)).astype(np.float32)
+    expected = np.histogram(np.minimum(u, N_BINS), bins=np.arange(N_BINS + 2))[0]
+    np.testing.assert_array_equal(bin_scaled(u.copy()), expected)
