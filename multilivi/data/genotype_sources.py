@@ -154,14 +154,40 @@ class BedSource(FileSource):
 
     @cached_property
     def _bed(self):
-        from bed_reader import open_bed
-
-        # with the counts given, bed-reader parses no .fam or .bim
-        return open_bed(self.files[0], iid_count=len(self.donors), sid_count=self.n_variants)
+        return open_bed_by_ranges(self.files[0], len(self.donors), self.n_variants)
 
     def read(self, rows: np.ndarray | None, columns: slice | np.ndarray, dtype: type) -> np.ndarray:
         index = np.s_[:, columns] if rows is None else np.s_[rows, columns]
         return self._bed.read(index=index, dtype=np.dtype(dtype).name, num_threads=self.num_threads)
+
+
+class _Positions:
+    """What bed-reader indexes to turn a variant index into positions, without its array.
+
+    ``open_bed`` caches ``np.arange(sid_count)`` on its first read (8 B per variant: 76 MiB at 10^7
+    variants, held for the reader's life) and indexes it with each read's variant index; a slice,
+    what the chunked readers pass, gives the same positions here from its own range.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return np.arange(*index.indices(self.n), dtype=np.intp)
+        return np.arange(self.n, dtype=np.intp)[index]
+
+
+def open_bed_by_ranges(path: str | Path, n_donors: int, n_variants: int, num_threads: int | None = None):
+    """bed-reader's ``open_bed`` of a .bed with known counts (no .fam or .bim parsed), whose reads by
+    variant slices hold no per-variant array (see :class:`_Positions`).
+    """
+    from bed_reader import open_bed
+
+    bed = open_bed(path, iid_count=n_donors, sid_count=n_variants, num_threads=num_threads)
+    if getattr(bed, "_sid_range", "absent") is None:  # bed-reader 1.x's lazily built cache
+        bed._sid_range = _Positions(n_variants)
+    return bed
 
 
 def donor_index(donors: Sequence[str] | pd.Index) -> pd.Index:

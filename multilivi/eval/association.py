@@ -239,6 +239,7 @@ def lmm_scan(
     scheduler: object | None = None,
     fdr: float = 0.05,
     backend: str = "numpy",
+    variant_minima: bool = True,
 ) -> AssociationResult:
     """Test every donor factor against every variant.
 
@@ -292,6 +293,10 @@ def lmm_scan(
     backend
         ``"numpy"``, or ``"torch"``: a bounded scan's products in torch, on CUDA when present
         (:mod:`multilivi.eval.torch_scan`; ``batched`` and ``ols``).
+    variant_minima
+        A bounded scan keeps every variant's minimum p over factors (4 B per variant, what
+        :meth:`AssociationResult.min_pvalues` and Manhattan plots need); False keeps the scan's
+        memory independent of the number of variants.
     """
     _check_options(engine, kinship, chunk_size, n_threads, test)
     donors, source = _check_genotypes(genotypes, donors, variant_ids)
@@ -331,6 +336,7 @@ def lmm_scan(
             dtype=dtype,
             keep=keep,
             full=full_results_path is not None,
+            variant_minima=variant_minima,
         )
         arrays = _allocate((tested.size, source.n_variants), pvalues_path) if dense else None
         factor_names = list(map(str, y_frame.columns))
@@ -590,7 +596,7 @@ def _align(frame: pd.DataFrame, donors: list[str], what: str) -> pd.DataFrame:
             f"index {what} by donor name (the genotype row names)"
         )
     aligned = frame.set_axis(index, axis=0).loc[donors]
-    non_numeric = [c for c in aligned.columns if not pd.api.types.is_numeric_dtype(aligned[c])]
+    non_numeric = [c for c, dtype in aligned.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
     if non_numeric:
         raise ValueError(f"{what} columns must be numeric; encode {non_numeric[:5]} (e.g. one-hot) first")
     return aligned

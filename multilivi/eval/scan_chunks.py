@@ -97,6 +97,9 @@ class ScanPlan:
         Sorted variant indices whose full columns are kept.
     full
         Also return every chunk's dense outputs (written to parquet by the collector).
+    variant_minima
+        Keep every variant's largest ``u`` over factors (its minimum p; 4 B per variant with float32
+        products) for Manhattan plots; without it a bounded scan's memory does not grow with variants.
     """
 
     chunk_size: int
@@ -107,6 +110,7 @@ class ScanPlan:
     dtype: type
     keep: NDArray[np.intp]
     full: bool = False
+    variant_minima: bool = True
 
     @property
     def u_candidate(self) -> float:
@@ -269,7 +273,9 @@ class Collector:
             self.factor_max_u = np.full(plan.tested.size, -1.0)
             self.factor_argmax = np.full(plan.tested.size, -1, dtype=np.intp)
             # 4 B per variant with float32 products
-            self.variant_max_u = np.full(n_variants, np.nan, dtype=plan.dtype)
+            self.variant_max_u = (
+                np.full(n_variants, np.nan, dtype=plan.dtype) if plan.variant_minima else None
+            )
             self.exact_min_p: list[tuple[NDArray, NDArray]] = []
             self.kept: dict[int, tuple[NDArray, NDArray, NDArray]] = {}
 
@@ -290,7 +296,8 @@ class Collector:
         )
         self.factor_max_u = np.where(better, out.factor_max_u, self.factor_max_u)
         self.factor_argmax = np.where(better, out.factor_argmax, self.factor_argmax)
-        self.variant_max_u[out.columns] = out.variant_max_u
+        if self.variant_max_u is not None:
+            self.variant_max_u[out.columns] = out.variant_max_u
         self.exact_min_p.append(out.exact_min_p)
         self.kept.update(out.kept)
 

@@ -79,8 +79,9 @@ class BoundedScan:
     factor_min_p, factor_min_variant
         (factors,) minimum p of every factor and its variant index (-1 / NaN for untested factors).
     variant_max_u, exact_min_p
-        (variants,) largest ``u`` over factors (NaN for skipped variants), and the variants whose
-        tests were recomputed exactly with their minimum p (see :attr:`variant_min_p`).
+        (variants,) largest ``u`` over factors (NaN for skipped variants; None when the scan kept
+        no per-variant minima), and the variants whose tests were recomputed exactly with their
+        minimum p (see :attr:`variant_min_p`).
     counts
         (N_BINS + 1,) tests per ``u`` bin; the last bin holds ``u >= u_threshold``.
     u_threshold
@@ -99,7 +100,7 @@ class BoundedScan:
     hit_se: NDArray[np.float64]
     factor_min_p: NDArray[np.float64]
     factor_min_variant: NDArray[np.intp]
-    variant_max_u: NDArray[np.floating]
+    variant_max_u: NDArray[np.floating] | None
     exact_min_p: tuple[NDArray[np.intp], NDArray[np.float64]]
     counts: NDArray[np.int64]
     u_threshold: float
@@ -114,6 +115,11 @@ class BoundedScan:
         Exact (float64) for the variants with a hit or kept columns; the p of the largest ``u``
         otherwise, which carries the products' precision (float32: about 1e-6 relative in ``u``).
         """
+        if self.variant_max_u is None:
+            raise ValueError(
+                "this scan kept no per-variant minima (lmm_scan(variant_minima=False)); rerun it with "
+                "variant_minima=True for per-variant p-values (e.g. a Manhattan plot)"
+            )
         low = self.scale.pvalues(self.variant_max_u)
         variants, pvalues = self.exact_min_p
         low[variants] = pvalues

@@ -179,6 +179,17 @@ def test_bounded_result_does_not_grow_with_tests():
     assert sizes[4000][3] < 200  # the hits: the planted pairs and a few chance ones
 
 
+def test_a_scan_without_per_variant_minima_keeps_everything_else(data):
+    full = scan(data, keep_all=False)
+    lean = scan(data, keep_all=False, variant_minima=False)
+    assert lean.bounded.variant_max_u is None
+    for name in ("hit_rows", "hit_cols", "hit_p", "counts", "factor_min_p", "factor_min_variant"):
+        np.testing.assert_array_equal(getattr(lean.bounded, name), getattr(full.bounded, name))
+    pd.testing.assert_frame_equal(lean.hits(0.05), full.hits(0.05))
+    with pytest.raises(ValueError, match="variant_minima=True"):
+        lean.min_pvalues()
+
+
 def test_ols_fast_path_matches_least_squares_and_stored_pvalues(data):
     """Against numpy least squares + scipy's t (statsmodels' numbers) and p-values of the pre-chunked scan."""
     phenotypes, dosage, donors, variants, kinship, covariates = data
