@@ -150,7 +150,11 @@ class DMLIVIModule(LatentModule):
         for m, decoder in self.decoders.items():
             state_m = torch.cat([cs, ss[m]], -1)  # (B, K + K_m)
             out[m] = decoder.log_prob(
-                batch["x"][m], batch["library"][m], state_m, decoder.logits(state_m, u, v)
+                batch["x"][m],
+                batch["library"][m],
+                batch["log_factorial"][m],
+                state_m,
+                decoder.logits(state_m, u, v),
             )
         return out
 

@@ -107,7 +107,7 @@ class SharedLatentModule(LatentModule):
         out = {}
         for m, decoder in self.decoders.items():
             h = decoder.logits(c, u, v)  # (B, G_m)
-            out[m] = decoder.log_prob(batch["x"][m], batch["library"][m], c, h)
+            out[m] = decoder.log_prob(batch["x"][m], batch["library"][m], batch["log_factorial"][m], c, h)
         return out
 
     def loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 import torch
 
 from multilivi.data.ondisk import DiskCounts
+from multilivi.models.components import log_factorial_sums
 
 if TYPE_CHECKING:
     from multilivi.models.train import Batch
@@ -148,6 +149,7 @@ class StreamedBatches:
         return {
             "x": {m: host_to_device(v.toarray(), device) for m, v in x.items()},
             "library": {m: host_to_device(lib[cells], device) for m, lib in self.library.items()},
+            "log_factorial": {m: host_to_device(log_factorial_sums(v), device) for m, v in x.items()},
             "donor": host_to_device(self.donor[cells], device),
         }
 

@@ -22,7 +22,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from multilivi.models.components import encoder_precision
+from multilivi.models.allocator import retained_heap
+from multilivi.models.components import encoder_precision, log_factorial_sums
 from multilivi.models.streaming import StreamedBatches, block_minibatches, host_to_device
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def log_interval(epochs: int, lines: int = LOG_LINES) -> int:
     return max(1, math.ceil(epochs / lines))
 
 
-Batch = dict  # {"x": {modality: (B, G_m)}, "library": {modality: (B, 1)}, "donor": (B,) int64}
+# {"x": {modality: (B, G_m)}, "library": {modality: (B, 1)}, "log_factorial": {modality: (B,)},
+#  "donor": (B,) int64}; log_factorial: components.log_factorial_sums of the batch's counts
+Batch = dict
 
 
 DENSE_CACHE_BYTES = 256 * 2**20  # counts up to this size (dense float32) are densified once
@@ -150,6 +153,7 @@ class CellBatches:
         self.library = {
             m: self._csr_rows(np.asarray(x.sum(axis=1), dtype=np.float32)) for m, x in self.counts.items()
         }
+        self.log_factorial = {m: self._csr_rows(log_factorial_sums(x)) for m, x in self.counts.items()}
         dense_bytes = 4 * self.n_cells * sum(x.shape[1] for x in self.counts.values())
         self.dense = (
             {m: self._csr_rows(x).toarray() for m, x in self.counts.items()}
@@ -174,6 +178,7 @@ class CellBatches:
         return {
             "x": {m: host_to_device(self.rows(m, rows), device) for m in self.counts},
             "library": {m: host_to_device(lib[rows], device) for m, lib in self.library.items()},
+            "log_factorial": {m: host_to_device(v[rows], device) for m, v in self.log_factorial.items()},
             "donor": host_to_device(self.donor[rows], device),
         }
 
@@ -245,7 +250,7 @@ def fit_module(
     bar = tqdm(range(config.epochs), desc=label, disable=None if config.progress else True)
     every = log_interval(config.epochs) if config.progress and bar.disable else 0  # no bar: log lines
     since, last_logged = time.perf_counter(), -1
-    with encoder_precision(module, config.precision):
+    with encoder_precision(module, config.precision), retained_heap(device):
         for epoch in bar:
             stage = stage_at(epoch, config)
             if stage != module.stage:
