@@ -1,7 +1,7 @@
 """Training cells/s of the public reference LIVI (PMBio/LIVI) beside ours, per stage, same config.
 
     python -m benchmarks.perf.reference --reference /path/to/LIVI [--cells 20000] [--genes 1000 2000]
-        [--rounds 3]
+        [--rounds 3] [--encoders small paper]
 
 Run it with a Python that has ``pytorch_lightning`` (the reference is a Lightning module; our package
 does not need it) from the repository root, e.g. ``OMP_NUM_THREADS=1 /tmp/refenv/bin/python -m
@@ -276,16 +276,17 @@ def git_sha(path: Path) -> str:
     return (sha or "unknown") + (" (+ uncommitted changes)" if dirty else "")
 
 
-def cases(genes: list[int]) -> list[Case]:
+def cases(genes: list[int], encoders: tuple[str, ...] = tuple(ENCODERS)) -> list[Case]:
     """The small encoder at every gene count, the paper encoder (with bfloat16) at the largest."""
-    out = [Case("small", g, ("ours", REFERENCE)) for g in sorted(genes)]
-    out.append(Case("paper", max(genes), ("ours", REFERENCE, "ours-bf16")))
+    out = [Case("small", g, ("ours", REFERENCE)) for g in sorted(genes)] if "small" in encoders else []
+    if "paper" in encoders:
+        out.append(Case("paper", max(genes), ("ours", REFERENCE, "ours-bf16")))
     return out
 
 
 def print_table(
     timed: dict[str, dict[tuple[str, int, str], list[float]]],
-    genes: list[int],
+    compared: list[Case],
     names: tuple[str, ...],
     headers: tuple[str, ...],
 ) -> None:
@@ -295,7 +296,7 @@ def print_table(
     ratio_head = " | ".join(f"ours / ref, {h.replace(' cells/s', '')}" for h in headers[-2:])
     print(f"| config | genes | implementation | {head} | {ratio_head} |")
     print("|---|---:|---|" + "---:|" * (len(names) + len(ratio_names)))
-    for case in cases(genes):
+    for case in compared:
         label = f"{case.encoder} {'-'.join(map(str, ENCODERS[case.encoder]))}"
         ref = {k: statistics.median(timed[k][case.encoder, case.genes, REFERENCE]) for k in names}
         for impl in case.implementations:
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", type=int, default=20_000)
     parser.add_argument("--genes", type=int, nargs="+", default=[1_000, 2_000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--encoders", nargs="+", choices=list(ENCODERS), default=list(ENCODERS))
     args = parser.parse_args(argv)
 
     import pytorch_lightning as pl
@@ -339,8 +341,9 @@ def main(argv: list[str] | None = None) -> None:
         cohorts[g] = (cohort, train_idx, data)
     n_donors = len(next(iter(cohorts.values()))[0].donor_names)
 
+    compared = cases(args.genes, tuple(args.encoders))
     # warm up torch, oneDNN / autocast kernels and Lightning: every case once on a tenth of its cells
-    for case in cases(args.genes):
+    for case in compared:
         cohort, train_idx, data = cohorts[case.genes]
         fit_ours(cohort, train_idx[::10], case.encoder, "float32", 2)
         if "ours-bf16" in case.implementations:
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     losses: dict[tuple[str, int, str], list[float]] = {}
     for r in range(args.rounds):
-        for case in cases(args.genes):
+        for case in compared:
             cohort, train_idx, data = cohorts[case.genes]
             n = len(train_idx)
             for impl in case.implementations:
@@ -404,14 +407,14 @@ def main(argv: list[str] | None = None) -> None:
         "Fit differences (ours: 2- and 3-epoch fits; reference: 3- and 4-epoch fits): stage 1 = the "
         "difference, stage 2 = the rest (the fit's fixed cost and first-epoch excess included).\n"
     )
-    print_table(timed, args.genes, ("stage1", "stage2"), ("stage-1 cells/s", "stage-2 cells/s"))
+    print_table(timed, compared, ("stage1", "stage2"), ("stage-1 cells/s", "stage-2 cells/s"))
     print(
         "\nPer-epoch wall times of the same fits (reference: a Lightning callback; ours: the trainer's "
         "per-epoch cells/s lines): the first epoch, the later stage-1 epochs, the stage-2 epoch.\n"
     )
     print_table(
         timed,
-        args.genes,
+        compared,
         ("first", "epoch1", "epoch2"),
         ("first-epoch cells/s", "stage-1 epoch cells/s", "stage-2 epoch cells/s"),
     )
