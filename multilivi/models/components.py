@@ -342,11 +342,7 @@ class ModalityDecoder(nn.Module):
         if v is not None and self.w_v is not None:
             factors.append(v)
             weights.append(self.w_v.weight)
-        h = (
-            factors[0] @ weights[0].T
-            if len(factors) == 1
-            else torch.cat(factors, -1) @ torch.cat(weights, 1).T
-        )
+        h = torch.cat(factors, -1) @ torch.cat(weights, 1).T
         return h if self.norm is None else self.norm(h)
 
     def log_prob(
